@@ -1,0 +1,134 @@
+//! The crate's one error type.
+//!
+//! Every public function returns [`Result`]; the messages name the file, the
+//! shape or the value that was wrong, so that a notebook cell prints something
+//! a student can act on instead of panicking and losing the kernel's state.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the lab, grouped by concern.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+
+    /// A data file (npz, npy, pickle, image, safetensors) is corrupt,
+    /// truncated or not what the lab expects.
+    #[error("{path}: {what}")]
+    Format {
+        /// The file concerned (for an npz member: `file.npz/member.npy`).
+        path: PathBuf,
+        /// What was wrong with it.
+        what: String,
+    },
+
+    /// A required data or weights file could not be found.
+    #[error("{what} not found: {path} ({hint})")]
+    NotFound {
+        /// Which asset was looked for.
+        what: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+        /// How to get it.
+        hint: String,
+    },
+
+    /// The weights file does not fit the model: a tensor is missing or has
+    /// the wrong shape.
+    #[error("{path}: {what}")]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// The first missing or mis-shaped tensor.
+        what: String,
+    },
+
+    /// A tensor or array has the wrong shape, dtype or number of channels.
+    #[error("{op}: expected {expected}, got {got}")]
+    Shape {
+        /// The operation that was given the tensor.
+        op: &'static str,
+        /// What it expects.
+        expected: String,
+        /// What it got.
+        got: String,
+    },
+
+    /// A parameter is outside its valid range (noise < 0, zero samples, a
+    /// batch size of 0, a class index outside 0..1000, NaN in an input ...).
+    #[error("{op}: invalid {name} = {value}: {reason}")]
+    Parameter {
+        /// The operation or config concerned.
+        op: &'static str,
+        /// The parameter's name.
+        name: &'static str,
+        /// The offending value, as text.
+        value: String,
+        /// The valid range or the reason.
+        reason: String,
+    },
+
+    /// An error raised by libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+
+    /// Drawing a figure failed.
+    #[error("plot: {0}")]
+    Plot(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Format`]: `path` is not what was expected.
+    pub fn format(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+
+    /// An [`Error::Shape`] for operation `op`.
+    pub fn shape(
+        op: &'static str,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> Self {
+        Error::Shape {
+            op,
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+
+    /// An [`Error::Parameter`] for operation `op`.
+    pub fn parameter(
+        op: &'static str,
+        name: &'static str,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Parameter {
+            op,
+            name,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

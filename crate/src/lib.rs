@@ -1,0 +1,43 @@
+//! # saliency-lab
+//!
+//! The computations of the interpretability lab "Estimating importance
+//! scores" (saliency maps by backpropagation), in Rust on [`tch`]:
+//!
+//! 1. [`data`]: the lab's 25 ImageNet validation images, labels and class
+//!    names from `imagenet_val_25.npz`;
+//! 2. [`transforms`]: `preprocess`, `rescale`, `deprocess`, `blur_image`;
+//! 3. [`model`]: SqueezeNet 1.1 with torchvision's pretrained weights,
+//!    frozen, and class scores;
+//! 4. [`attribution`]: the vanilla gradient, its 2-D summaries, SmoothGrad
+//!    (with SG-SQ and VarGrad) and the lab's blur average, for any
+//!    [`tch::nn::ModuleT`];
+//! 5. [`plot`]: the lab's figures, drawn with `plotters`, inline in evcxr
+//!    notebooks or saved as PNG.
+//!
+//! ```no_run
+//! use saliency_lab::{assets, attribution, load_imagenet_val, preprocess_batch, squeezenet1_1};
+//!
+//! let data = load_imagenet_val(assets::data_path()?)?;
+//! let model = squeezenet1_1(assets::weights_path()?, tch::Device::Cpu)?;
+//! let x = preprocess_batch(data.images.view())?;
+//! let grad = attribution::vanilla_gradient(&model, &x, &data.labels)?; // [25, 3, 224, 224]
+//! let map = attribution::max_abs(&grad)?; // [25, 224, 224]
+//! # Ok::<(), saliency_lab::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod assets;
+pub mod attribution;
+pub mod convert;
+pub mod data;
+pub mod error;
+pub mod model;
+pub mod plot;
+pub mod transforms;
+
+pub use data::{load_image_file, load_imagenet_val, ImagenetVal, NUM_CLASSES};
+pub use error::{Error, Result};
+pub use model::{class_scores, gather_scores, squeezenet1_1, top1, Model};
+pub use transforms::{
+    blur_image, deprocess, preprocess, preprocess_batch, rescale, SQUEEZENET_MEAN, SQUEEZENET_STD,
+};

@@ -1,0 +1,222 @@
+//! SqueezeNet 1.1 (Iandola et al., "SqueezeNet: AlexNet-level accuracy with
+//! 50x fewer parameters and <0.5MB model size", arXiv:1602.07360) with
+//! torchvision's pretrained weights, frozen and in evaluation mode, as the lab
+//! uses it; and class scores for any model.
+
+use std::path::{Path, PathBuf};
+
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// A frozen pretrained network: its variables and its forward function.
+///
+/// `Model` is a concrete type, so a notebook can keep it in a variable between
+/// cells; it implements [`ModuleT`], so it goes wherever a tch module does.
+#[derive(Debug)]
+pub struct Model {
+    vs: nn::VarStore,
+    net: Box<dyn ModuleT>,
+    name: String,
+}
+
+impl ModuleT for Model {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.net.forward_t(xs, train)
+    }
+}
+
+impl Model {
+    /// Wraps any tch network built on `vs`; the variables are frozen (no
+    /// gradient is computed for them, as the lab's `requires_grad = False`).
+    #[must_use]
+    pub fn new(mut vs: nn::VarStore, net: Box<dyn ModuleT>, name: impl Into<String>) -> Self {
+        vs.freeze();
+        Model {
+            vs,
+            net,
+            name: name.into(),
+        }
+    }
+
+    /// The device the weights live on.
+    #[must_use]
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// The model's name (for titles and logs).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The variable store (frozen).
+    #[must_use]
+    pub fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// Class scores (logits) `[N, classes]` for a batch `[N, 3, H, W]`, in
+    /// evaluation mode and without recording gradients (the lab's
+    /// `scores = model(X_tensor)`).
+    ///
+    /// # Errors
+    /// See [`class_scores`].
+    pub fn scores(&self, x: &Tensor) -> Result<Tensor> {
+        class_scores(self, x)
+    }
+
+    /// Runs one forward and backward pass on a small batch so that libtorch's
+    /// one-time set-up (thread pool, kernel selection, allocator) is paid here
+    /// rather than by the first saliency map.
+    ///
+    /// # Errors
+    /// If libtorch fails.
+    pub fn warm_up(&self, batch: i64) -> Result<()> {
+        let x = Tensor::zeros([batch, 3, 224, 224], (Kind::Float, self.device()));
+        let targets = vec![0; batch as usize];
+        let _grad = crate::attribution::vanilla_gradient(self, &x, &targets)?;
+        Ok(())
+    }
+}
+
+/// Loads SqueezeNet 1.1 with torchvision's pretrained weights from a
+/// safetensors file with torchvision's variable names
+/// (`features.0.weight` ... `classifier.1.bias`), frozen, on `device`.
+///
+/// # Errors
+/// [`Error::NotFound`] if the file does not exist, [`Error::Format`] if it is
+/// not valid safetensors, [`Error::Weights`] naming the first tensor that is
+/// missing, mis-shaped or unexpected.
+pub fn squeezenet1_1(weights: impl AsRef<Path>, device: Device) -> Result<Model> {
+    let vs = nn::VarStore::new(device);
+    let net = tch::vision::squeezenet::v1_1(&vs.root(), 1000);
+    load_weights(&vs, weights.as_ref())?;
+    Ok(Model::new(vs, Box::new(net), "SqueezeNet 1.1"))
+}
+
+/// Copies the tensors of a safetensors file into `vs`, checking that every
+/// variable is present with its shape and that the file holds nothing else.
+///
+/// # Errors
+/// As [`squeezenet1_1`].
+pub fn load_weights(vs: &nn::VarStore, path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Err(Error::NotFound {
+            what: "weights file",
+            path: path.to_path_buf(),
+            hint: "run scripts/setup, or pass the path of a safetensors file".into(),
+        });
+    }
+    let file_tensors = Tensor::read_safetensors(path)
+        .map_err(|e| Error::format(path, format!("not a valid safetensors file: {e}")))?;
+    let mut file: std::collections::BTreeMap<String, Tensor> = file_tensors.into_iter().collect();
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let weights_err = |what: String| Error::Weights {
+        path: PathBuf::from(path),
+        what,
+    };
+    for (name, var) in &vars {
+        let src = file.remove(name).ok_or_else(|| {
+            weights_err(format!("missing tensor `{name}` (shape {:?})", var.size()))
+        })?;
+        if src.size() != var.size() {
+            return Err(weights_err(format!(
+                "tensor `{name}` has shape {:?}, the model expects {:?}",
+                src.size(),
+                var.size()
+            )));
+        }
+        if !src.is_floating_point() {
+            return Err(weights_err(format!("tensor `{name}` has dtype {:?}, not float", src.kind())));
+        }
+        tch::no_grad(|| var.shallow_clone().f_copy_(&src.to_kind(var.kind())))?;
+    }
+    if let Some(extra) = file.keys().next() {
+        return Err(weights_err(format!(
+            "unexpected tensor `{extra}` ({} tensor(s) the model does not have)",
+            file.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Class scores `[N, classes]` of `model` for a batch `[N, C, H, W]`, in
+/// evaluation mode and without recording gradients.
+///
+/// # Errors
+/// [`Error::Shape`] if `x` is not a non-empty 4-D float tensor,
+/// [`Error::Parameter`] if it holds NaN, [`Error::Torch`] if the model fails
+/// on it (e.g. an image too small for its pooling layers).
+pub fn class_scores<M: ModuleT + ?Sized>(model: &M, x: &Tensor) -> Result<Tensor> {
+    check_batch("class_scores", x)?;
+    let _guard = tch::no_grad_guard();
+    forward(model, x)
+}
+
+/// The lab's `scores.gather(1, y.view(-1, 1)).squeeze()`: the score of each
+/// row's target class. `scores` is `[N, classes]`; returns `[N]`.
+///
+/// # Errors
+/// [`Error::Shape`] if `scores` is not 2-D or `targets` has not `N` entries,
+/// [`Error::Parameter`] if a target lies outside `0..classes`.
+pub fn gather_scores(scores: &Tensor, targets: &[i64]) -> Result<Tensor> {
+    let index = targets_index(scores, targets, "gather_scores")?;
+    Ok(scores.f_gather(1, &index, false)?.squeeze_dim(1))
+}
+
+/// The index of the highest score per row, `[N]`.
+///
+/// # Errors
+/// [`Error::Shape`] if `scores` is not 2-D.
+pub fn top1(scores: &Tensor) -> Result<Vec<i64>> {
+    if scores.dim() != 2 {
+        return Err(Error::shape("top1", "scores [N, classes]", format!("{:?}", scores.size())));
+    }
+    Ok(Vec::<i64>::try_from(&scores.argmax(1, false).to_device(Device::Cpu))?)
+}
+
+/// Checks `targets` against `scores` `[N, classes]` and returns them as an
+/// `[N, 1]` index tensor on the scores' device.
+pub(crate) fn targets_index(scores: &Tensor, targets: &[i64], op: &'static str) -> Result<Tensor> {
+    let [n, classes] = scores.size()[..] else {
+        return Err(Error::shape(op, "scores [N, classes]", format!("{:?}", scores.size())));
+    };
+    if targets.len() as i64 != n {
+        return Err(Error::shape(op, format!("{n} target classes"), format!("{}", targets.len())));
+    }
+    if let Some((i, t)) = targets.iter().enumerate().find(|(_, &t)| !(0..classes).contains(&t)) {
+        return Err(Error::parameter(op, "target", format!("{t} (image {i})"), format!("must be in 0..{classes}")));
+    }
+    Ok(Tensor::from_slice(targets).to_device(scores.device()).view([-1, 1]))
+}
+
+pub(crate) fn check_batch(op: &'static str, x: &Tensor) -> Result<()> {
+    let s = x.size();
+    if s.len() != 4 || s.iter().any(|&d| d == 0) {
+        return Err(Error::shape(op, "a batch of images [N, C, H, W]", format!("{s:?}")));
+    }
+    if !x.is_floating_point() {
+        return Err(Error::shape(op, "a float tensor (run preprocess first)", format!("{:?}", x.kind())));
+    }
+    crate::transforms::check_finite(op, x)
+}
+
+/// Runs `model.forward_t(x, false)`, turning a libtorch failure inside the
+/// model (which tch reports by panicking) into an error.
+pub(crate) fn forward<M: ModuleT + ?Sized>(model: &M, x: &Tensor) -> Result<Tensor> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward_t(x, false))).map_err(
+        |payload| {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the model's forward pass failed".into());
+            let first = msg.lines().next().unwrap_or_default().to_string();
+            Error::shape("model forward", "an input the model accepts", format!("{:?} ({first})", x.size()))
+        },
+    )
+}
