@@ -140,14 +140,42 @@ pub(crate) fn check_finite(op: &'static str, x: &Tensor) -> Result<()> {
 
 /// The 1-D Gaussian kernel of scipy's `gaussian_filter1d` (order 0): radius
 /// `int(truncate * sigma + 0.5)`, weights `exp(-x^2 / (2 sigma^2))`
-/// normalised to sum 1.
+/// normalised by their sum (taken in numpy's pairwise order, so the weights
+/// are scipy's to the last bit).
 fn gaussian_kernel(sigma: f64, truncate: f64) -> Vec<f64> {
     let radius = (truncate * sigma + 0.5) as i64;
     let w: Vec<f64> = (-radius..=radius)
         .map(|x| (-0.5 / (sigma * sigma) * (x * x) as f64).exp())
         .collect();
-    let sum: f64 = w.iter().sum();
+    let sum = pairwise_sum(&w);
     w.into_iter().map(|v| v / sum).collect()
+}
+
+/// numpy's pairwise summation (`np.add.reduce` on a contiguous float64 array).
+fn pairwise_sum(a: &[f64]) -> f64 {
+    let n = a.len();
+    if n < 8 {
+        a.iter().fold(0.0, |acc, &v| acc + v)
+    } else if n <= 128 {
+        let mut r = [0.0; 8];
+        r.copy_from_slice(&a[..8]);
+        let mut i = 8;
+        while i < n - n % 8 {
+            for (j, rj) in r.iter_mut().enumerate() {
+                *rj += a[i + j];
+            }
+            i += 8;
+        }
+        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for &v in &a[i..] {
+            res += v;
+        }
+        res
+    } else {
+        let mut n2 = n / 2;
+        n2 -= n2 % 8;
+        pairwise_sum(&a[..n2]) + pairwise_sum(&a[n2..])
+    }
 }
 
 /// scipy's `mode='reflect'` (`d c b a | a b c d | d c b a`): the index that
@@ -219,18 +247,23 @@ pub fn blur_image<T: BlurPixel>(image: ArrayView3<'_, T>, sigma: f64) -> Result<
 }
 
 fn filter_axis<T: BlurPixel>(image: ArrayView3<'_, T>, kernel: &[f64], axis: Axis) -> Array3<T> {
-    let radius = (kernel.len() / 2) as i64;
+    let radius = kernel.len() / 2;
+    let n = image.len_of(axis);
     let mut out = Array3::from_elem(image.raw_dim(), T::from_f64(0.0));
-    let n = image.len_of(axis) as i64;
+    // The line padded by `radius` on each side, as scipy's line buffer.
+    let mut line = vec![0.0; n + 2 * radius];
     for (lane_in, mut lane_out) in image.lanes(axis).into_iter().zip(out.lanes_mut(axis)) {
-        let src: Vec<f64> = lane_in.iter().map(|v| v.to_f64()).collect();
+        for (k, v) in line.iter_mut().enumerate() {
+            *v = lane_in[reflect(k as i64 - radius as i64, n as i64)].to_f64();
+        }
+        // scipy's symmetric-kernel loop (NI_Correlate1D): the centre tap, then
+        // the pairs from the outermost inwards.
         for (i, o) in lane_out.iter_mut().enumerate() {
-            let i = i as i64;
-            let acc: f64 = kernel
-                .iter()
-                .enumerate()
-                .map(|(k, w)| w * src[reflect(i + k as i64 - radius, n)])
-                .sum();
+            let c = i + radius;
+            let mut acc = line[c] * kernel[radius];
+            for j in (1..=radius).rev() {
+                acc += (line[c - j] + line[c + j]) * kernel[radius - j];
+            }
             *o = T::from_f64(acc);
         }
     }
