@@ -78,6 +78,17 @@ struct Args {
     /// `cpu`, `cuda` or `cuda:N`; default: CUDA when available.
     #[arg(long)]
     device: Option<String>,
+    /// Print the wall time and the peak resident memory (Linux) at the end.
+    #[arg(long)]
+    stats: bool,
+}
+
+/// Peak resident set size of this process in MiB (`VmHWM`), where /proc has it.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 fn parse_device(s: Option<&str>) -> Result<Device> {
@@ -176,8 +187,15 @@ fn summaries(g: Tensor) -> Result<(Tensor, Tensor, Tensor)> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let start = std::time::Instant::now();
     match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            if args.stats {
+                let rss = peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
+                println!("wall time {:.2} s, peak RSS {rss}", start.elapsed().as_secs_f64());
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("maps: error: {e}");
             ExitCode::FAILURE

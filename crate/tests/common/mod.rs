@@ -50,23 +50,43 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| assets::home().join("venv/bin/python"))
 }
 
-/// Runs `scripts/reference.py` once per test process and returns its folder.
+/// The folder of reference values, made by `scripts/reference.py` when its
+/// inputs (the script, the data, the weights) changed since the last run.
 pub fn reference_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("reference-{}", std::process::id()));
+        let script = repo_root().join("scripts/reference.py");
+        let (data, weights) = (assets::data_path().expect("data"), assets::weights_path().expect("weights"));
+        let stamp: String = [&script, &data, &weights]
+            .iter()
+            .map(|p| {
+                let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                format!("{} {} {:?}\n", p.display(), m.len(), m.modified().ok())
+            })
+            .collect();
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let dir = tmp.join("reference");
+        if std::fs::read_to_string(dir.join("STAMP")).ok().as_deref() == Some(stamp.as_str()) {
+            return dir;
+        }
+        let fresh = tmp.join(format!("reference-{}", std::process::id()));
         let status = std::process::Command::new(python())
-            .arg(repo_root().join("scripts/reference.py"))
+            .arg(&script)
             .arg("--data")
-            .arg(assets::data_path().expect("data"))
+            .arg(&data)
             .arg("--weights")
-            .arg(assets::weights_path().expect("weights"))
+            .arg(&weights)
             .arg("--out")
-            .arg(&out)
+            .arg(&fresh)
             .status()
             .unwrap_or_else(|e| panic!("cannot run {} (run scripts/setup): {e}", python().display()));
         assert!(status.success(), "scripts/reference.py failed");
-        out
+        std::fs::write(fresh.join("STAMP"), &stamp).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        match std::fs::rename(&fresh, &dir) {
+            Ok(()) => dir,
+            Err(_) => fresh, // another test process won the race
+        }
     })
 }
 
