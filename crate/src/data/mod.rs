@@ -79,6 +79,26 @@ impl ImagenetVal {
             })
     }
 
+    /// The class names of all images' labels, in order (the lab's titles).
+    #[must_use]
+    pub fn titles(&self) -> Vec<String> {
+        self.labels
+            .iter()
+            .map(|&l| self.class_name(l).unwrap_or("?").to_string())
+            .collect()
+    }
+
+    /// The first `n` images (fewer if there are fewer).
+    #[must_use]
+    pub fn head(&self, n: usize) -> ImagenetVal {
+        let idx: Vec<usize> = (0..n.min(self.len())).collect();
+        ImagenetVal {
+            images: self.images.select(Axis(0), &idx),
+            labels: self.labels[..idx.len()].to_vec(),
+            class_names: self.class_names.clone(),
+        }
+    }
+
     /// The images `indices` (in that order), with their labels.
     ///
     /// # Errors

@@ -1,1 +1,149 @@
-//! Figures.
+//! The lab's figures, drawn with `plotters`, shown inline in evcxr notebooks
+//! (a cell whose value is a [`Figure`] displays it) and saved with
+//! [`Figure::save_png`].
+//!
+//! | the lab's figure | function |
+//! | --- | --- |
+//! | a row of images titled with their classes | [`show_images`] |
+//! | an image beside its map (diverging `saliency_max`, `hot` max-abs) | [`image_and_map`] |
+//! | the 2 x N grid of images over their max-abs maps | [`saliency_grid`] |
+//! | histograms of saliency values (1000 bins, density) | [`histogram`] |
+//! | the homework's 3 x 5 figure (inputs, maps, averaged map) | [`homework_grid`] |
+//!
+//! Beyond the lab: colour bars in the map's units and one colour scale shared
+//! by several maps ([`Grid::with_colorbar`], [`Scale::Shared`]), and maps
+//! blended over their images ([`Panel::overlay`], [`overlay_grid`]).
+
+mod colormap;
+mod figure;
+mod grid;
+mod hist;
+
+pub use colormap::{Colormap, Rgb};
+pub use figure::Figure;
+pub use grid::{map_array, Grid, Panel, Scale};
+pub use hist::{density, histogram};
+
+use ndarray::{ArrayView4, Axis};
+use tch::Tensor;
+
+use crate::error::{Error, Result};
+
+fn check_count(op: &'static str, n: usize, what: &str, got: usize) -> Result<()> {
+    if n != got {
+        return Err(Error::shape(op, format!("{n} {what}"), got.to_string()));
+    }
+    Ok(())
+}
+
+fn count_maps(op: &'static str, maps: &Tensor) -> Result<usize> {
+    match maps.size()[..] {
+        [n, _, _] => Ok(n as usize),
+        _ => Err(Error::shape(op, "maps [N, H, W]", format!("{:?}", maps.size()))),
+    }
+}
+
+/// The lab's first figure: a row of images `[N, H, W, 3]`, each titled.
+///
+/// # Errors
+/// [`Error::Shape`] if the titles do not match the images.
+pub fn show_images<S: AsRef<str>>(images: ArrayView4<'_, u8>, titles: &[S]) -> Result<Figure> {
+    let n = images.shape()[0];
+    check_count("show_images", n, "titles", titles.len())?;
+    let mut g = Grid::new(1, n.max(1));
+    for (i, img) in images.axis_iter(Axis(0)).enumerate() {
+        g = g.with_panel(0, i, Panel::image(img, titles[i].as_ref()));
+    }
+    g.render()
+}
+
+/// The lab's image-and-map figure: the image titled with its class, and
+/// beside it the map drawn with `cmap` (the lab: [`Colormap::LabDiverging`]
+/// for `saliency_max`, [`Colormap::Hot`] for `saliency_maxabs`), with a colour
+/// bar in the map's units.
+///
+/// # Errors
+/// [`Error::Shape`] if `map` is not `[H, W]` or `[1, H, W]`.
+pub fn image_and_map(
+    image: ndarray::ArrayView3<'_, u8>,
+    map: &Tensor,
+    cmap: Colormap,
+    title: &str,
+) -> Result<Figure> {
+    Grid::new(1, 2)
+        .with_panel(0, 0, Panel::image(image, title))
+        .with_panel(0, 1, Panel::map(map, cmap, "")?)
+        .with_colorbar(true)
+        .render()
+}
+
+/// The lab's 2 x N grid: N images on top (titled), their maps `[N, H, W]`
+/// below in `hot`. With `shared_scale`, all maps use one colour range and a
+/// single colour bar, so their intensities can be compared.
+///
+/// # Errors
+/// [`Error::Shape`] if the counts of images, maps and titles differ.
+pub fn saliency_grid<S: AsRef<str>>(
+    images: ArrayView4<'_, u8>,
+    maps: &Tensor,
+    titles: &[S],
+    shared_scale: bool,
+) -> Result<Figure> {
+    let n = images.shape()[0];
+    check_count("saliency_grid", n, "maps", count_maps("saliency_grid", maps)?)?;
+    check_count("saliency_grid", n, "titles", titles.len())?;
+    let mut g = Grid::new(2, n.max(1));
+    for (i, img) in images.axis_iter(Axis(0)).enumerate() {
+        g = g
+            .with_panel(0, i, Panel::image(img, titles[i].as_ref()))
+            .with_panel(1, i, Panel::map(&maps.get(i as i64), Colormap::Hot, "")?);
+    }
+    if shared_scale {
+        g = g.with_scale(Scale::Shared).with_colorbar(true);
+    }
+    g.render()
+}
+
+/// The homework's 3 x 5 figure: the inputs on the first row (titled, e.g.
+/// "Original", "σ=1", ...), their maps `[5, H, W]` on the second (the first
+/// titled "Saliency maps"), the averaged map alone on the third ("Averaged
+/// saliency map"), and `suptitle` (the class name) over the whole figure.
+/// The same layout serves SmoothGrad's noisy inputs.
+///
+/// # Errors
+/// [`Error::Shape`] if the counts of inputs, titles and maps differ.
+pub fn homework_grid<S: AsRef<str>>(
+    inputs: ArrayView4<'_, u8>,
+    input_titles: &[S],
+    maps: &Tensor,
+    average: &Tensor,
+    suptitle: &str,
+) -> Result<Figure> {
+    let n = inputs.shape()[0];
+    check_count("homework_grid", n, "titles", input_titles.len())?;
+    check_count("homework_grid", n, "maps", count_maps("homework_grid", maps)?)?;
+    let mut g = Grid::new(3, n.max(1)).with_suptitle(suptitle);
+    for (i, img) in inputs.axis_iter(Axis(0)).enumerate() {
+        let map_title = if i == 0 { "Saliency maps" } else { "" };
+        g = g
+            .with_panel(0, i, Panel::image(img, input_titles[i].as_ref()))
+            .with_panel(1, i, Panel::map(&maps.get(i as i64), Colormap::Hot, map_title)?);
+    }
+    g.with_panel(2, 0, Panel::map(average, Colormap::Hot, "Averaged saliency map")?).render()
+}
+
+/// Beyond the lab: each image with its map blended over it (`alpha` 0.6),
+/// one row, titled.
+///
+/// # Errors
+/// [`Error::Shape`] if the counts or sizes differ.
+pub fn overlay_grid<S: AsRef<str>>(images: ArrayView4<'_, u8>, maps: &Tensor, titles: &[S]) -> Result<Figure> {
+    let n = images.shape()[0];
+    check_count("overlay_grid", n, "maps", count_maps("overlay_grid", maps)?)?;
+    check_count("overlay_grid", n, "titles", titles.len())?;
+    let mut g = Grid::new(1, n.max(1));
+    for (i, img) in images.axis_iter(Axis(0)).enumerate() {
+        g = g.with_panel(0, i, Panel::overlay(img, &maps.get(i as i64), Colormap::Hot, 0.6, titles[i].as_ref())?);
+    }
+    g.render()
+}
