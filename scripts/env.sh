@@ -16,7 +16,6 @@ export SALIENCY_LAB_EVCXR=$SALIENCY_LAB_HOME/evcxr-$EVCXR_VERSION/bin/evcxr_jupy
 
 # tch builds against the venv's PyTorch and loads its libtorch at run time.
 export LIBTORCH_USE_PYTORCH=1
-export LIBTORCH_BYPASS_VERSION_CHECK=${LIBTORCH_BYPASS_VERSION_CHECK:-0}
 export PATH=$SALIENCY_LAB_VENV/bin:$HOME/.cargo/bin:$PATH
 TORCH_LIB=$(ls -d "$SALIENCY_LAB_VENV"/lib/python3*/site-packages/torch/lib 2>/dev/null | head -n 1)
 export LD_LIBRARY_PATH=${TORCH_LIB}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

@@ -35,6 +35,30 @@ pub mod model;
 pub mod plot;
 pub mod transforms;
 
+/// This crate's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The tch and ndarray versions the crate is built with, for notebooks and
+/// programs that need their types without a separate `:dep`.
+pub use {ndarray, tch};
+
+/// Everything a lab notebook uses, in one import:
+/// `use saliency_lab::prelude::*;`.
+pub mod prelude {
+    pub use crate::attribution::{
+        self, blur_average, smoothgrad, vanilla_gradient, NoiseSamples, SmoothGradConfig, LAB_SIGMAS,
+    };
+    pub use crate::plot::{self, Colormap, Figure, Grid, Panel, Scale};
+    pub use crate::transforms::{stack_images, IMAGE_SIZE};
+    pub use crate::convert::pretty;
+    pub use crate::{
+        assets, blur_image, deprocess, gather_scores, load_imagenet_val, preprocess, preprocess_batch,
+        rescale, squeezenet1_1, top1, Error, ImagenetVal, Model, Result,
+    };
+    pub use ndarray::{s, Array3, Axis};
+    pub use tch::{nn::ModuleT, Device, Kind, Tensor};
+}
+
 pub use data::{load_image_file, load_imagenet_val, ImagenetVal, NUM_CLASSES};
 pub use error::{Error, Result};
 pub use model::{class_scores, gather_scores, squeezenet1_1, top1, Model};

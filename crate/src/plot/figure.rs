@@ -83,10 +83,12 @@ impl Figure {
     /// # Errors
     /// [`Error::Plot`] if encoding fails.
     pub fn to_png(&self) -> Result<Vec<u8>> {
+        use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+        use image::ImageEncoder;
         let mut out = Vec::new();
-        let img = image::RgbImage::from_raw(self.width, self.height, self.rgb.clone())
-            .ok_or_else(|| Error::Plot("figure buffer has the wrong size".into()))?;
-        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        // The strongest compression: a notebook page holds many figures.
+        PngEncoder::new_with_quality(&mut out, CompressionType::Best, FilterType::Adaptive)
+            .write_image(&self.rgb, self.width, self.height, image::ExtendedColorType::Rgb8)
             .map_err(|e| Error::Plot(format!("PNG encoding: {e}")))?;
         Ok(out)
     }

@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Registers the Rust (evcxr) kernel for the lab's Jupyter.
+
+Writes, under $SALIENCY_LAB_HOME:
+  kernel/launch         a launcher that sets libtorch's environment, then execs
+                        evcxr_jupyter (evcxr may rewrite its own kernel.json and
+                        drop an `env` there, so the environment lives here);
+  jupyter/kernels/rust/ the kernel spec, argv -> the launcher.
+
+Run by scripts/setup (which sources scripts/env.sh first).
+"""
+import json
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+KEEP = [
+    "LD_LIBRARY_PATH", "EVCXR_TMPDIR", "PATH", "SALIENCY_LAB_MIRROR",
+]
+
+
+def main():
+    home = Path(os.environ["SALIENCY_LAB_HOME"])
+    evcxr = os.environ["SALIENCY_LAB_EVCXR"]
+    if not os.access(evcxr, os.X_OK):
+        sys.exit(f"{evcxr} is missing: run scripts/setup")
+    launcher = home / "kernel" / "launch"
+    launcher.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["#!/usr/bin/env bash", "# Written by scripts/install_kernel.py: the Rust kernel with libtorch's environment."]
+    for k in KEEP:
+        if os.environ.get(k):
+            lines.append(f"export {k}={shlex.quote(os.environ[k])}")
+    # evcxr's cell libraries link libstd dynamically; their relative RUNPATH
+    # misses the toolchain when the build folder is deep under $HOME (it is
+    # computed from target/*/deps, one level below where evcxr loads them).
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True, check=True).stdout.strip()
+    host = re.search(r"^host: (.+)$", subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout, re.M).group(1)
+    std_dir = f"{sysroot}/lib/rustlib/{host}/lib"
+    lines.append(f"export LD_LIBRARY_PATH={shlex.quote(std_dir)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}")
+    lines += [
+        "# Cells build in evcxr's own target folder, not the workspace's.",
+        "unset CARGO_TARGET_DIR",
+        "# Keep evcxr from rewriting a kernel spec of its own on start.",
+        f"export JUPYTER_PATH={shlex.quote(str(home / 'evcxr-no-spec'))}",
+        f"exec {shlex.quote(evcxr)} \"$@\"",
+    ]
+    launcher.write_text("\n".join(lines) + "\n")
+    launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    Path(os.environ["EVCXR_TMPDIR"]).mkdir(parents=True, exist_ok=True)
+
+    spec_dir = Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels" / "rust"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [str(launcher), "--control_file", "{connection_file}"],
+        "display_name": "Rust (saliency lab)",
+        "language": "rust",
+        "interrupt_mode": "message",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
+    print(f"kernel 'rust' -> {launcher}")
+
+
+if __name__ == "__main__":
+    main()

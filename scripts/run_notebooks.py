@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Executes the lab's notebooks headlessly through the real Rust (evcxr) kernel.
+
+  scripts/run_notebooks.py                 all notebooks in notebooks/ -> notebooks/executed/ + report/index.html
+  scripts/run_notebooks.py --check         the same, then fail on any error output, a missing figure,
+                                           or the lab's correct-class scores off by more than 0.02
+  scripts/run_notebooks.py --warm          warm evcxr's build cache with the crate (set-up runs this)
+  scripts/run_notebooks.py NOTEBOOK...     only these
+
+Each executed notebook keeps nbclient's per-cell timing; a table of the
+slowest cells and the `:dep` cell is printed and written to report/timing.md.
+Run through scripts/env.sh (scripts/lab --headless does).
+"""
+import argparse
+import base64
+import html
+import json
+import os
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+EXECUTED = NOTEBOOKS / "executed"
+REPORT = ROOT / "report"
+KERNEL = "rust"
+
+# What each notebook must show: the number of figures (image outputs) and, for
+# the lab, the correct-class scores printed in the original lab.
+EXPECTED_FIGURES = {
+    "saliency_lab.ipynb": 10,
+    "homework_smoothgrad.ipynb": 4,
+    "homework_smoothgrad_student.ipynb": 1,
+}
+LAB_SCORES = [
+    24.1313, 25.1475, 38.8825, 25.4514, 30.2723, 25.4353, 15.6568, 34.9214, 22.9094, 13.7762,
+    18.1419, 10.5448, 23.5066, 46.3714, 39.0091, 27.1299, 25.8614, 19.7288, 18.6807, 20.9641,
+    25.2686, 18.7046, 21.7245, 12.6422, 15.0523,
+]
+
+
+def cell_seconds(cell):
+    t = cell.get("metadata", {}).get("execution", {})
+    try:
+        a = datetime.fromisoformat(t["iopub.execute_input"].replace("Z", "+00:00"))
+        b = datetime.fromisoformat(t["shell.execute_reply"].replace("Z", "+00:00"))
+        return (b - a).total_seconds()
+    except (KeyError, ValueError):
+        return None
+
+
+def execute(path, out_dir, timeout, allow_errors=True):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb, kernel_name=KERNEL, timeout=timeout, allow_errors=allow_errors,
+        resources={"metadata": {"path": str(path.parent)}}, record_timing=True,
+        startup_timeout=120,
+    )
+    start = time.time()
+    try:
+        client.execute()
+    except CellExecutionError as e:  # only without allow_errors
+        print(e, file=sys.stderr)
+    wall = time.time() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out_dir / path.name)
+    return nb, wall
+
+
+def errors_of(nb):
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append((i, f"{out.get('ename')}: {out.get('evalue')}".strip()))
+            elif out.get("output_type") == "stream" and out.get("name") == "stderr" and out.get("text", "").strip():
+                found.append((i, out["text"].strip()[:300]))
+    return found
+
+
+def figures_of(nb):
+    return sum(
+        1 for cell in nb.cells for out in cell.get("outputs", [])
+        if out.get("output_type") in ("display_data", "execute_result") and "image/png" in out.get("data", {})
+    )
+
+
+def printed_scores(nb):
+    """The correct-class scores the lab notebook prints: the first 1-D
+    `tensor([...])` of 25 numbers, as PyTorch prints `scores_y`."""
+    for cell in nb.cells:
+        text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        for m in re.finditer(r"tensor\(\[([^\[\]]*)\]\)", text):
+            values = [float(v) for v in m.group(1).replace("\n", " ").split(",")]
+            if len(values) == 25:
+                return values
+    return None
+
+
+def check(name, nb):
+    problems = [f"cell {i}: {e}" for i, e in errors_of(nb)]
+    want = EXPECTED_FIGURES.get(name)
+    got = figures_of(nb)
+    if want is not None and got != want:
+        problems.append(f"{got} figures, expected {want}")
+    if name == "saliency_lab.ipynb":
+        scores = printed_scores(nb)
+        if scores is None or len(scores) != 25:
+            problems.append("the correct-class scores were not printed")
+        else:
+            worst = max(abs(a - b) for a, b in zip(scores, LAB_SCORES))
+            if worst > 0.02:
+                problems.append(f"correct-class scores off the lab's by {worst:.4f} > 0.02")
+    return problems
+
+
+def report(executed):
+    """One HTML page with every executed notebook, figures inline."""
+    from nbconvert import HTMLExporter
+    REPORT.mkdir(parents=True, exist_ok=True)
+    exporter = HTMLExporter()
+    links = []
+    for name, nb in executed:
+        body, _ = exporter.from_notebook_node(nb)
+        page = REPORT / (Path(name).stem + ".html")
+        page.write_text(body)
+        links.append(f'<li><a href="{html.escape(page.name)}">{html.escape(name)}</a> ({figures_of(nb)} figures)</li>')
+    index = REPORT / "index.html"
+    index.write_text(
+        "<!doctype html><meta charset=utf-8><title>Saliency lab: executed notebooks</title>"
+        "<h1>Saliency lab: executed notebooks</h1><ul>" + "".join(links) + "</ul>"
+    )
+    return index
+
+
+def timing_table(executed, walls):
+    rows = ["| notebook | whole run (s) | `:dep` cell (s) | slowest other cell (s) | median cell (s) |", "|---|---|---|---|---|"]
+    for name, nb in executed:
+        times = [(cell_seconds(c), c.source) for c in nb.cells if c.cell_type == "code"]
+        dep = next((t for t, s in times if s.lstrip().startswith(":dep")), None)
+        others = sorted(t for t, s in times if t is not None and not s.lstrip().startswith(":dep"))
+        med = others[len(others) // 2] if others else None
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"
+        rows.append(f"| {name} | {walls[name]:.0f} | {fmt(dep)} | {fmt(others[-1] if others else None)} | {fmt(med)} |")
+    return "\n".join(rows)
+
+
+def warm(timeout):
+    """Runs the crate's `:dep` and one call in a throwaway notebook, so the
+    build cache in $EVCXR_TMPDIR holds the crate and its dependencies."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(f':dep saliency-lab = {{ path = "{ROOT / "crate"}" }}'),
+        nbformat.v4.new_code_cell("use saliency_lab::prelude::*;\nlet t = Tensor::ones([2], (Kind::Float, Device::Cpu));\nprintln!(\"warm {}\", t.sum(Kind::Float).double_value(&[]));"),
+        nbformat.v4.new_code_cell("plot::Grid::new(1, 1).render()?"),
+    ]
+    tmp = ROOT / "notebooks" / ".warm.ipynb"
+    nbformat.write(nb, tmp)
+    try:
+        start = time.time()
+        done, _ = execute(tmp, Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "warm", timeout)
+        problems = errors_of(done)
+        print(f"evcxr cache warm in {time.time() - start:.0f} s" + (f"; problems: {problems}" if problems else ""))
+        return 1 if problems else 0
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("notebooks", nargs="*", type=Path)
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--warm", action="store_true")
+    ap.add_argument("--timeout", type=int, default=900, help="per-cell limit in seconds (a cold :dep builds tch)")
+    args = ap.parse_args()
+    if args.warm:
+        sys.exit(warm(args.timeout))
+    paths = args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb"))
+    executed, walls, failed = [], {}, False
+    for p in paths:
+        p = p.resolve()
+        nb, wall = execute(p, EXECUTED, args.timeout)
+        executed.append((p.name, nb))
+        walls[p.name] = wall
+        problems = check(p.name, nb)
+        status = "ok" if not problems else "FAILED"
+        print(f"{p.name}: {status} in {wall:.0f} s, {figures_of(nb)} figures")
+        for pr in problems:
+            print(f"  - {pr}")
+        failed |= bool(problems)
+    index = report(executed)
+    table = timing_table(executed, walls)
+    (REPORT / "timing.md").write_text(table + "\n")
+    print(table)
+    print(f"executed notebooks: {EXECUTED}\nreport: {index}")
+    sys.exit(1 if (failed and args.check) else 0)
+
+
+if __name__ == "__main__":
+    main()
