@@ -44,6 +44,8 @@ def main():
     lines += [
         "# Cells build in evcxr's own target folder, not the workspace's.",
         "unset CARGO_TARGET_DIR",
+        "# A failed assertion in a cell shows its message, not a backtrace.",
+        "export RUST_BACKTRACE=0",
         "# Keep evcxr from rewriting a kernel spec of its own on start.",
         f"export JUPYTER_PATH={shlex.quote(str(home / 'evcxr-no-spec'))}",
         f"exec {shlex.quote(evcxr)} \"$@\"",

@@ -37,7 +37,7 @@ KERNEL = "rust"
 EXPECTED_FIGURES = {
     "saliency_lab.ipynb": 10,
     "homework_smoothgrad.ipynb": 4,
-    "homework_smoothgrad_student.ipynb": 1,
+    "homework_smoothgrad_student.ipynb": 3,
 }
 LAB_SCORES = [
     24.1313, 25.1475, 38.8825, 25.4514, 30.2723, 25.4353, 15.6568, 34.9214, 22.9094, 13.7762,
@@ -74,14 +74,24 @@ def execute(path, out_dir, timeout, allow_errors=True):
     return nb, wall
 
 
-def errors_of(nb):
+def cell_errors(cell):
+    """The error text a cell produced: compile errors (error outputs) and
+    anything on stderr (evcxr reports a panic or an `Err` from `?` there)."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            parts.append(f"{out.get('ename')}: {out.get('evalue')}".strip() + "\n")
+        elif out.get("output_type") == "stream" and out.get("name") == "stderr":
+            parts.append(out.get("text", ""))
+    return "".join(parts).strip()
+
+
+def errors_of(nb, allowed=None):
     found = []
     for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                found.append((i, f"{out.get('ename')}: {out.get('evalue')}".strip()))
-            elif out.get("output_type") == "stream" and out.get("name") == "stderr" and out.get("text", "").strip():
-                found.append((i, out["text"].strip()[:300]))
+        text = cell_errors(cell)
+        if text and not (allowed and allowed in text):
+            found.append((i, text[:300]))
     return found
 
 
@@ -105,7 +115,9 @@ def printed_scores(nb):
 
 
 def check(name, nb):
-    problems = [f"cell {i}: {e}" for i, e in errors_of(nb)]
+    # The student version's stubs panic with todo!(); nothing else may fail.
+    allowed = "not yet implemented" if name.endswith("_student.ipynb") else None
+    problems = [f"cell {i}: {e}" for i, e in errors_of(nb, allowed)]
     want = EXPECTED_FIGURES.get(name)
     got = figures_of(nb)
     if want is not None and got != want:

@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Grades SmoothGrad homework submissions through the real Rust (evcxr) kernel.
+
+  scripts/grade.py SUBMISSIONS_DIR [--out grades.csv] [--feedback DIR]
+
+SUBMISSIONS_DIR holds one notebook per student: `NAME.ipynb`, or
+`NAME/homework_smoothgrad_student.ipynb` (any single notebook in a folder
+named after the student). For each one, the grader
+
+  1. rebuilds the notebook from the solution version (the single source,
+     notebooks/homework_smoothgrad.ipynb): the student's answer cells (nbgrader
+     `solution: true`, matched by grade_id) and any cells the student added go
+     in; every other cell, the tests with their hidden parts included, comes
+     from the solution version, so tests cannot be edited away; cells tagged
+     `demo` are skipped;
+  2. runs it in a fresh kernel, in a process group of its own, with a time
+     limit per cell (a cell that does not finish is interrupted; the kernel
+     loses its variables and grading goes on) and one for the whole notebook
+     (the group is killed);
+  3. scores each test cell (nbgrader `grade: true`, `points`): full points if
+     it ran without error output, else none.
+
+It writes one CSV line per student (points per test, total, status) and a
+feedback text per student. One broken or endless notebook does not stop the
+others. Needs no nbgrader; see nbgrader_config.py for nbgrader's own pipeline.
+"""
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MASTER = ROOT / "notebooks" / "homework_smoothgrad.ipynb"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def grader_meta(cell):
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def tests_of(master):
+    return [(grader_meta(c)["grade_id"], grader_meta(c).get("points", 0))
+            for c in master["cells"] if grader_meta(c).get("grade")]
+
+
+def wrap_test(cell):
+    """A test cell whose outcome is recorded by the kernel itself (see
+    crate/src/grading.rs): evcxr answers a panicking cell as successful and
+    may deliver its stderr late."""
+    gid = grader_meta(cell)["grade_id"]
+    body = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    # One statement, no top-level `let`: evcxr would try to keep the outcome
+    # as a variable between cells.
+    wrapped = (
+        f"saliency_lab::grading::record({json.dumps(gid)}, std::panic::catch_unwind(std::panic::AssertUnwindSafe(\n"
+        "    || -> saliency_lab::grading::TestResult {\n"
+        f"{body}\n"
+        "    Ok(())\n"
+        "})));"
+    )
+    return dict(cell, source=wrapped)
+
+
+def build(master, submission):
+    """The notebook to run: the solution version's cells, with the student's
+    answers and added cells in place."""
+    answers, extras, last = {}, {}, None
+    for cell in submission.get("cells", []):
+        gid = grader_meta(cell).get("grade_id")
+        if gid:
+            answers[gid] = cell
+            last = gid
+        elif cell.get("cell_type") == "code":
+            extras.setdefault(last, []).append(cell)
+    cells = list(extras.get(None, []))
+    for cell in master["cells"]:
+        if "demo" in cell.get("metadata", {}).get("tags", []):
+            continue
+        meta = grader_meta(cell)
+        gid = meta.get("grade_id")
+        if meta.get("solution") and gid in answers:
+            cell = dict(cell, source=answers[gid].get("source", ""))
+        if meta.get("grade") and cell["cell_type"] == "code":
+            cell = wrap_test(cell)
+        cells.append(cell)
+        cells.extend(extras.get(gid, []))
+    nb = dict(master, cells=[dict(c, outputs=[], execution_count=None) if c["cell_type"] == "code" else c for c in cells])
+    return nb
+
+
+def failure_message(text):
+    """The line a student should read: the assertion's message, not the
+    panic's location."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("thread '", "panicked at", "stack backtrace", "note:")):
+            return line[:300]
+    return text.strip()[:300] or "failed"
+
+
+def run_one(master_path, submission_path, result_path, cell_timeout):
+    """Child process: execute one rebuilt notebook and write the outcome."""
+    import nbformat
+    from nbclient import NotebookClient
+    from run_notebooks import cell_errors
+
+    master = json.loads(Path(master_path).read_text())
+    submission = json.loads(Path(submission_path).read_text())
+    nb = nbformat.from_dict(build(master, submission))
+    timed_out = []
+    record = Path(result_path).with_suffix(".tests")
+    os.environ["SALIENCY_LAB_GRADING"] = str(record)  # the kernel inherits it
+
+    def timeout_func(cell):
+        return 900 if cell.source.lstrip().startswith(":dep") else cell_timeout
+
+    client = NotebookClient(
+        nb, kernel_name="rust", timeout_func=timeout_func, allow_errors=True,
+        interrupt_on_timeout=True, startup_timeout=120,
+        error_on_timeout={"ename": "CellTimeoutError", "evalue": f"the cell did not finish within {cell_timeout} s",
+                          "traceback": [f"the cell did not finish within {cell_timeout} s"]},
+        resources={"metadata": {"path": str(ROOT / "notebooks")}},
+    )
+    client.execute()
+    recorded = {}
+    if record.exists():
+        for line in record.read_text().splitlines():
+            gid, status, message = (line.split("\t", 2) + ["", ""])[:3]
+            recorded[gid] = (status == "pass", message)
+    results = {}
+    for cell in nb.cells:
+        meta = grader_meta(cell)
+        err = cell_errors(cell) if cell.cell_type == "code" else ""
+        if "did not finish within" in err or "signal: 9" in err:
+            timed_out.append(meta.get("grade_id", "a cell"))
+        if meta.get("grade"):
+            gid = meta["grade_id"]
+            if gid in recorded:
+                passed, message = recorded[gid]
+            elif "did not finish within" in err or "signal: 9" in err:
+                passed, message = False, f"interrupted: the cell did not finish within {cell_timeout} s"
+            else:  # it did not compile, or the kernel lost it
+                passed, message = False, failure_message(err) if err else "the test did not run"
+            results[gid] = {"passed": passed, "message": message}
+    Path(result_path).write_text(json.dumps({"tests": results, "timed_out": timed_out}))
+
+
+def grade(master_path, submission, cell_timeout, total_timeout):
+    """Grades one submission in a child process; returns (status, tests)."""
+    try:
+        json.loads(submission.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return "unreadable", {}, f"the notebook could not be read ({type(e).__name__}: {e})"
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        cmd = [sys.executable, __file__, "--one", str(submission), "--result", str(result),
+               "--master", str(master_path), "--cell-timeout", str(cell_timeout)]
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _, stderr = proc.communicate(timeout=total_timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return "timeout", {}, f"the notebook did not finish within {total_timeout} s"
+        if not result.exists():
+            last = (stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+            return "error", {}, f"grading failed: {last}"
+        out = json.loads(result.read_text())
+        note = f"cell(s) interrupted after {cell_timeout} s: {', '.join(out['timed_out'])}" if out["timed_out"] else ""
+        return ("timeout" if out["timed_out"] else "ok"), out["tests"], note
+
+
+def submissions_in(folder):
+    subs = []
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file() and p.suffix == ".ipynb":
+            subs.append((p.stem, p))
+        elif p.is_dir():
+            nbs = sorted(p.glob("*.ipynb"))
+            if nbs:
+                subs.append((p.name, nbs[0]))
+    return subs
+
+
+def feedback_text(name, tests, results, status, note):
+    total = sum(pts for gid, pts in tests if results.get(gid, {}).get("passed"))
+    lines = [f"SmoothGrad homework: {name}", f"Score: {total:g} / {sum(p for _, p in tests):g}", ""]
+    if note:
+        lines += [f"Note: {note}", ""]
+    for gid, pts in tests:
+        r = results.get(gid)
+        if r is None:
+            lines.append(f"{gid} (0/{pts:g}): not run ({status})")
+        elif r["passed"]:
+            lines.append(f"{gid} ({pts:g}/{pts:g}): passed")
+        else:
+            lines.append(f"{gid} (0/{pts:g}): failed: {r['message']}")
+    return total, "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("submissions", nargs="?", type=Path)
+    ap.add_argument("--master", type=Path, default=MASTER, help="the solution notebook with the hidden tests")
+    ap.add_argument("--out", type=Path, default=Path("grades.csv"))
+    ap.add_argument("--feedback", type=Path, default=Path("feedback"))
+    ap.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (the :dep cell gets 900)")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per notebook")
+    ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        run_one(args.master, args.one, args.result, args.cell_timeout)
+        return
+    if not args.submissions:
+        ap.error("give the folder of submissions")
+    master = json.loads(args.master.read_text())
+    tests = tests_of(master)
+    args.feedback.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with open(args.out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student"] + [gid for gid, _ in tests] + ["total", "max", "status"])
+        for name, path in submissions_in(args.submissions):
+            t0 = time.time()
+            status, results, note = grade(args.master, path, args.cell_timeout, args.timeout)
+            total, text = feedback_text(name, tests, results, status, note)
+            (args.feedback / f"{name}.txt").write_text(text)
+            w.writerow([name] + [pts if results.get(gid, {}).get("passed") else 0 for gid, pts in tests]
+                       + [total, sum(p for _, p in tests), status])
+            f.flush()
+            print(f"{name}: {total:g}/{sum(p for _, p in tests):g} ({status}, {time.time() - t0:.0f} s)", flush=True)
+    print(f"graded in {time.time() - start:.0f} s -> {args.out}, feedback in {args.feedback}/")
+
+
+if __name__ == "__main__":
+    main()
