@@ -11,11 +11,16 @@ use crate::error::{Error, Result};
 /// # Errors
 /// [`Error::Torch`] if the tensor cannot be converted to `f32`.
 pub fn to_array_f32(t: &Tensor) -> Result<ArrayD<f32>> {
-    let t = t.detach().to_device(Device::Cpu).f_to_kind(Kind::Float)?.contiguous();
+    let t = t
+        .detach()
+        .to_device(Device::Cpu)
+        .f_to_kind(Kind::Float)?
+        .contiguous();
     let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
     let mut data = vec![0f32; t.numel()];
     t.f_copy_data(&mut data, t.numel())?;
-    ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|e| Error::shape("to_array_f32", "a dense tensor", e.to_string()))
+    ArrayD::from_shape_vec(IxDyn(&shape), data)
+        .map_err(|e| Error::shape("to_array_f32", "a dense tensor", e.to_string()))
 }
 
 /// Writes a tensor as a float32 `.npy` file.
@@ -50,7 +55,13 @@ pub fn pretty(t: &Tensor) -> String {
     out
 }
 
-fn fmt_axis(a: &ndarray::ArrayViewD<'_, f32>, summarise: bool, width: usize, indent: usize, out: &mut String) {
+fn fmt_axis(
+    a: &ndarray::ArrayViewD<'_, f32>,
+    summarise: bool,
+    width: usize,
+    indent: usize,
+    out: &mut String,
+) {
     use ndarray::Axis;
     if a.ndim() == 0 {
         out.push_str(&format!("{:.4}", a[[]]));
@@ -58,7 +69,11 @@ fn fmt_axis(a: &ndarray::ArrayViewD<'_, f32>, summarise: bool, width: usize, ind
     }
     let n = a.shape()[0];
     let shown: Vec<Option<usize>> = if summarise && n > 6 {
-        (0..3).map(Some).chain([None]).chain((n - 3..n).map(Some)).collect()
+        (0..3)
+            .map(Some)
+            .chain([None])
+            .chain((n - 3..n).map(Some))
+            .collect()
     } else {
         (0..n).map(Some).collect()
     };
@@ -83,7 +98,13 @@ fn fmt_axis(a: &ndarray::ArrayViewD<'_, f32>, summarise: bool, width: usize, ind
         match i {
             None => out.push_str(&format!("{:>width$}", "...")),
             Some(i) if a.ndim() == 1 => out.push_str(&format!("{:>width$.4}", a[[*i]])),
-            Some(i) => fmt_axis(&a.index_axis(Axis(0), *i), summarise, width, indent + 1, out),
+            Some(i) => fmt_axis(
+                &a.index_axis(Axis(0), *i),
+                summarise,
+                width,
+                indent + 1,
+                out,
+            ),
         }
     }
     out.push(']');

@@ -105,11 +105,7 @@ impl Error {
     }
 
     /// An [`Error::Shape`] for operation `op`.
-    pub fn shape(
-        op: &'static str,
-        expected: impl Into<String>,
-        got: impl Into<String>,
-    ) -> Self {
+    pub fn shape(op: &'static str, expected: impl Into<String>, got: impl Into<String>) -> Self {
         Error::Shape {
             op,
             expected: expected.into(),

@@ -26,7 +26,11 @@ pub fn record(id: &str, outcome: std::thread::Result<TestResult>) {
         return;
     };
     let line = format!("{id}\t{status}\t{}\n", message.replace(['\n', '\t'], " "));
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
         let _ = f.write_all(line.as_bytes());
     }
 }

@@ -62,14 +62,15 @@ pub use {ndarray, tch};
 /// `use saliency_lab::prelude::*;`.
 pub mod prelude {
     pub use crate::attribution::{
-        self, blur_average, smoothgrad, vanilla_gradient, NoiseSamples, SmoothGradConfig, LAB_SIGMAS,
+        self, blur_average, smoothgrad, vanilla_gradient, NoiseSamples, SmoothGradConfig,
+        LAB_SIGMAS,
     };
+    pub use crate::convert::pretty;
     pub use crate::plot::{self, Colormap, Figure, Grid, Panel, Scale};
     pub use crate::transforms::{stack_images, IMAGE_SIZE};
-    pub use crate::convert::pretty;
     pub use crate::{
-        assets, blur_image, deprocess, gather_scores, load_imagenet_val, preprocess, preprocess_batch,
-        rescale, squeezenet1_1, top1, Error, ImagenetVal, Model, Result,
+        assets, blur_image, deprocess, gather_scores, load_imagenet_val, preprocess,
+        preprocess_batch, rescale, squeezenet1_1, top1, Error, ImagenetVal, Model, Result,
     };
     pub use ndarray::{self, s, Array3, Axis};
     pub use tch;

@@ -131,7 +131,10 @@ pub fn load_weights(vs: &nn::VarStore, path: &Path) -> Result<()> {
             )));
         }
         if !src.is_floating_point() {
-            return Err(weights_err(format!("tensor `{name}` has dtype {:?}, not float", src.kind())));
+            return Err(weights_err(format!(
+                "tensor `{name}` has dtype {:?}, not float",
+                src.kind()
+            )));
         }
         tch::no_grad(|| var.shallow_clone().f_copy_(&src.to_kind(var.kind())))?;
     }
@@ -174,33 +177,66 @@ pub fn gather_scores(scores: &Tensor, targets: &[i64]) -> Result<Tensor> {
 /// [`Error::Shape`] if `scores` is not 2-D.
 pub fn top1(scores: &Tensor) -> Result<Vec<i64>> {
     if scores.dim() != 2 {
-        return Err(Error::shape("top1", "scores [N, classes]", format!("{:?}", scores.size())));
+        return Err(Error::shape(
+            "top1",
+            "scores [N, classes]",
+            format!("{:?}", scores.size()),
+        ));
     }
-    Ok(Vec::<i64>::try_from(&scores.argmax(1, false).to_device(Device::Cpu))?)
+    Ok(Vec::<i64>::try_from(
+        &scores.argmax(1, false).to_device(Device::Cpu),
+    )?)
 }
 
 /// Checks `targets` against `scores` `[N, classes]` and returns them as an
 /// `[N, 1]` index tensor on the scores' device.
 pub(crate) fn targets_index(scores: &Tensor, targets: &[i64], op: &'static str) -> Result<Tensor> {
     let [n, classes] = scores.size()[..] else {
-        return Err(Error::shape(op, "scores [N, classes]", format!("{:?}", scores.size())));
+        return Err(Error::shape(
+            op,
+            "scores [N, classes]",
+            format!("{:?}", scores.size()),
+        ));
     };
     if targets.len() as i64 != n {
-        return Err(Error::shape(op, format!("{n} target classes"), format!("{}", targets.len())));
+        return Err(Error::shape(
+            op,
+            format!("{n} target classes"),
+            format!("{}", targets.len()),
+        ));
     }
-    if let Some((i, t)) = targets.iter().enumerate().find(|(_, &t)| !(0..classes).contains(&t)) {
-        return Err(Error::parameter(op, "target", format!("{t} (image {i})"), format!("must be in 0..{classes}")));
+    if let Some((i, t)) = targets
+        .iter()
+        .enumerate()
+        .find(|(_, &t)| !(0..classes).contains(&t))
+    {
+        return Err(Error::parameter(
+            op,
+            "target",
+            format!("{t} (image {i})"),
+            format!("must be in 0..{classes}"),
+        ));
     }
-    Ok(Tensor::from_slice(targets).to_device(scores.device()).view([-1, 1]))
+    Ok(Tensor::from_slice(targets)
+        .to_device(scores.device())
+        .view([-1, 1]))
 }
 
 pub(crate) fn check_batch(op: &'static str, x: &Tensor) -> Result<()> {
     let s = x.size();
-    if s.len() != 4 || s.iter().any(|&d| d == 0) {
-        return Err(Error::shape(op, "a batch of images [N, C, H, W]", format!("{s:?}")));
+    if s.len() != 4 || s.contains(&0) {
+        return Err(Error::shape(
+            op,
+            "a batch of images [N, C, H, W]",
+            format!("{s:?}"),
+        ));
     }
     if !x.is_floating_point() {
-        return Err(Error::shape(op, "a float tensor (run preprocess first)", format!("{:?}", x.kind())));
+        return Err(Error::shape(
+            op,
+            "a float tensor (run preprocess first)",
+            format!("{:?}", x.kind()),
+        ));
     }
     crate::transforms::check_finite(op, x)
 }
@@ -216,7 +252,11 @@ pub(crate) fn forward<M: ModuleT + ?Sized>(model: &M, x: &Tensor) -> Result<Tens
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "the model's forward pass failed".into());
             let first = msg.lines().next().unwrap_or_default().to_string();
-            Error::shape("model forward", "an input the model accepts", format!("{:?} ({first})", x.size()))
+            Error::shape(
+                "model forward",
+                "an input the model accepts",
+                format!("{:?} ({first})", x.size()),
+            )
         },
     )
 }

@@ -49,7 +49,11 @@ pub fn preprocess(image: ArrayView3<'_, u8>, size: u32) -> Result<Tensor> {
 pub fn preprocess_batch(images: ArrayView4<'_, u8>) -> Result<Tensor> {
     let s = images.shape();
     if s[0] == 0 {
-        return Err(Error::shape("preprocess_batch", "[N>0, H, W, 3]", format!("{s:?}")));
+        return Err(Error::shape(
+            "preprocess_batch",
+            "[N>0, H, W, 3]",
+            format!("{s:?}"),
+        ));
     }
     check_hwc("preprocess_batch", &s[1..])?;
     Ok(normalize(&hwc_u8_to_nchw(images)?))
@@ -62,7 +66,11 @@ fn normalize(t: &Tensor) -> Tensor {
 
 fn check_hwc(op: &'static str, shape: &[usize]) -> Result<()> {
     if shape.len() != 3 || shape[2] != 3 || shape[0] == 0 || shape[1] == 0 {
-        return Err(Error::shape(op, "an RGB image [H, W, 3]", format!("{shape:?}")));
+        return Err(Error::shape(
+            op,
+            "an RGB image [H, W, 3]",
+            format!("{shape:?}"),
+        ));
     }
     Ok(())
 }
@@ -101,14 +109,24 @@ pub fn deprocess(x: &Tensor, should_rescale: bool) -> Result<Array3<u8>> {
     let x = match x.size().as_slice() {
         [1, 3, _, _] => x.squeeze_dim(0),
         [3, _, _] => x.shallow_clone(),
-        s => return Err(Error::shape("deprocess", "[1, 3, H, W] or [3, H, W]", format!("{s:?}"))),
+        s => {
+            return Err(Error::shape(
+                "deprocess",
+                "[1, 3, H, W] or [3, H, W]",
+                format!("{s:?}"),
+            ))
+        }
     };
     let x = x.to_device(Device::Cpu).to_kind(Kind::Float);
     check_finite("deprocess", &x)?;
     let x = x * channel_tensor(SQUEEZENET_STD).squeeze_dim(0)
         + channel_tensor(SQUEEZENET_MEAN).squeeze_dim(0);
     let x = if should_rescale { rescale(&x)? } else { x };
-    let hwc = (x * 255.0).clamp(0.0, 255.0).to_kind(Kind::Uint8).permute([1, 2, 0]).contiguous();
+    let hwc = (x * 255.0)
+        .clamp(0.0, 255.0)
+        .to_kind(Kind::Uint8)
+        .permute([1, 2, 0])
+        .contiguous();
     tensor_to_array3_u8(&hwc)
 }
 
@@ -122,7 +140,11 @@ fn tensor_to_array3_u8(t: &Tensor) -> Result<Array3<u8>> {
 
 pub(crate) fn check_finite(op: &'static str, x: &Tensor) -> Result<()> {
     if x.numel() == 0 {
-        return Err(Error::shape(op, "a non-empty tensor", format!("{:?}", x.size())));
+        return Err(Error::shape(
+            op,
+            "a non-empty tensor",
+            format!("{:?}", x.size()),
+        ));
     }
     if x.is_floating_point() {
         let bad = x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
@@ -236,10 +258,19 @@ impl BlurPixel for u8 {
 /// [`Error::Shape`] if the image is empty or not 3-D.
 pub fn blur_image<T: BlurPixel>(image: ArrayView3<'_, T>, sigma: f64) -> Result<Array3<T>> {
     if !(sigma.is_finite() && sigma > 0.0) {
-        return Err(Error::parameter("blur_image", "sigma", sigma, "must be a positive finite number"));
+        return Err(Error::parameter(
+            "blur_image",
+            "sigma",
+            sigma,
+            "must be a positive finite number",
+        ));
     }
     if image.is_empty() {
-        return Err(Error::shape("blur_image", "a non-empty [H, W, C] image", format!("{:?}", image.shape())));
+        return Err(Error::shape(
+            "blur_image",
+            "a non-empty [H, W, C] image",
+            format!("{:?}", image.shape()),
+        ));
     }
     let kernel = gaussian_kernel(sigma, 4.0);
     let once = filter_axis(image, &kernel, Axis(0));
@@ -294,7 +325,12 @@ pub fn resize_shorter_side(img: &image::RgbImage, size: u32) -> Result<image::Rg
     }
     let long = (u64::from(size) * u64::from(w.max(h)) / u64::from(short)) as u32;
     let (nw, nh) = if w <= h { (size, long) } else { (long, size) };
-    Ok(image::imageops::resize(img, nw, nh, image::imageops::FilterType::Triangle))
+    Ok(image::imageops::resize(
+        img,
+        nw,
+        nh,
+        image::imageops::FilterType::Triangle,
+    ))
 }
 
 /// An `image::RgbImage` as an `[H, W, 3]` array.
@@ -327,7 +363,11 @@ pub fn stack_images(images: &[Array3<u8>]) -> Result<Array4<u8>> {
     let views: Vec<_> = images.iter().map(|a| a.view()).collect();
     ndarray::stack(Axis(0), &views).map_err(|e| {
         let shapes: Vec<_> = images.iter().map(|a| a.shape().to_vec()).collect();
-        Error::shape("stack_images", "images of one size", format!("{shapes:?} ({e})"))
+        Error::shape(
+            "stack_images",
+            "images of one size",
+            format!("{shapes:?} ({e})"),
+        )
     })
 }
 

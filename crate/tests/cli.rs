@@ -10,13 +10,18 @@ use ndarray::{ArrayD, Axis};
 use ndarray_npy::ReadNpyExt;
 
 fn out_dir(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli").join(name);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     d
 }
 
 fn maps(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_maps")).args(args).output().expect("run maps");
+    let out = Command::new(env!("CARGO_BIN_EXE_maps"))
+        .args(args)
+        .output()
+        .expect("run maps");
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     }
@@ -35,14 +40,33 @@ fn s(p: &Path) -> &str {
 fn npz_vanilla_writes_the_five_arrays_equal_to_pytorch() {
     let data = saliency_lab::assets::data_path().unwrap();
     let dir = out_dir("vanilla");
-    assert!(maps(&["--npz", s(&data), "--method", "vanilla", "--device", "cpu", "--out", s(&dir)]).status.success());
+    assert!(maps(&[
+        "--npz",
+        s(&data),
+        "--method",
+        "vanilla",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir)
+    ])
+    .status
+    .success());
     let grad = npy::<f32>(&dir, "grad.npy");
     assert_eq!(grad.shape(), &[25, 3, 224, 224]);
     assert!(max_rel_error(&grad, &reference::<f32>("grad.npy")) <= REL_TOL);
     assert_eq!(npy::<f32>(&dir, "max.npy").shape(), &[25, 224, 224]);
-    assert!(max_rel_error(&npy::<f32>(&dir, "maxabs.npy"), &reference::<f32>("maxabs.npy")) <= REL_TOL);
+    assert!(
+        max_rel_error(
+            &npy::<f32>(&dir, "maxabs.npy"),
+            &reference::<f32>("maxabs.npy")
+        ) <= REL_TOL
+    );
     assert_eq!(npy::<f32>(&dir, "scores.npy").shape(), &[25, 1000]);
-    assert_eq!(npy::<i64>(&dir, "targets.npy").as_slice().unwrap(), data_labels().as_slice());
+    assert_eq!(
+        npy::<i64>(&dir, "targets.npy").as_slice().unwrap(),
+        data_labels().as_slice()
+    );
 }
 
 fn data_labels() -> Vec<i64> {
@@ -53,7 +77,11 @@ fn data_labels() -> Vec<i64> {
 fn write_png(i: usize, name: &str, w: u32, h: u32, kind: &str) -> PathBuf {
     let d = data();
     let rgb = saliency_lab::transforms::array_to_rgb_image(d.image(i).unwrap()).unwrap();
-    let img = image::DynamicImage::ImageRgb8(rgb).resize_exact(w, h, image::imageops::FilterType::Triangle);
+    let img = image::DynamicImage::ImageRgb8(rgb).resize_exact(
+        w,
+        h,
+        image::imageops::FilterType::Triangle,
+    );
     let img = match kind {
         "gray" => image::DynamicImage::ImageLuma8(img.to_luma8()),
         "rgba" => image::DynamicImage::ImageRgba8(img.to_rgba8()),
@@ -70,8 +98,19 @@ fn image_files_of_any_size_and_colour_type() {
     let rgba = write_png(1, "rgba.png", 150, 400, "rgba");
     let dir = out_dir("images");
     let out = maps(&[
-        "--image", s(&gray), s(&rgba), "--method", "smoothgrad", "--samples", "3", "--batch", "2",
-        "--device", "cpu", "--out", s(&dir),
+        "--image",
+        s(&gray),
+        s(&rgba),
+        "--method",
+        "smoothgrad",
+        "--samples",
+        "3",
+        "--batch",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir),
     ]);
     assert!(out.status.success());
     assert_eq!(npy::<f32>(&dir, "grad.npy").shape(), &[2, 3, 224, 224]);
@@ -79,13 +118,30 @@ fn image_files_of_any_size_and_colour_type() {
     let targets = npy::<i64>(&dir, "targets.npy");
     // No labels: the default target is the top-1 class.
     for (row, &t) in scores.axis_iter(Axis(0)).zip(targets.iter()) {
-        let best = row.iter().enumerate().fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0;
+        let best = row
+            .iter()
+            .enumerate()
+            .fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
+            .0;
         assert_eq!(best as i64, t);
     }
     // --target overrides, for every method.
     let dir = out_dir("target");
     for method in ["vanilla", "smoothgrad-sq", "vargrad", "blur-average"] {
-        let out = maps(&["--image", s(&rgba), "--method", method, "--samples", "2", "--target", "7", "--device", "cpu", "--out", s(&dir)]);
+        let out = maps(&[
+            "--image",
+            s(&rgba),
+            "--method",
+            method,
+            "--samples",
+            "2",
+            "--target",
+            "7",
+            "--device",
+            "cpu",
+            "--out",
+            s(&dir),
+        ]);
         assert!(out.status.success(), "{method}");
         assert_eq!(npy::<i64>(&dir, "targets.npy").as_slice().unwrap(), &[7]);
         assert_eq!(npy::<f32>(&dir, "maxabs.npy").shape(), &[1, 224, 224]);
@@ -99,15 +155,30 @@ fn errors_are_one_line_and_a_failure_code() {
     let out = maps(&["--image", s(&missing), "--out", s(&out_dir("err"))]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("maps: error: ") && err.contains("nope.png"), "{err}");
+    assert!(
+        err.starts_with("maps: error: ") && err.contains("nope.png"),
+        "{err}"
+    );
     let rgba = write_png(1, "rgba2.png", 224, 224, "rgba");
-    let out = maps(&["--image", s(&rgba), "--method", "smoothgrad", "--samples", "0", "--out", s(&out_dir("err"))]);
+    let out = maps(&[
+        "--image",
+        s(&rgba),
+        "--method",
+        "smoothgrad",
+        "--samples",
+        "0",
+        "--out",
+        s(&out_dir("err")),
+    ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("samples = 0"));
 }
 
 fn peak_rss(out: &Output) -> f64 {
     let text = String::from_utf8_lossy(&out.stdout);
-    let tail = text.split("peak RSS ").nth(1).unwrap_or_else(|| panic!("no stats in {text}"));
+    let tail = text
+        .split("peak RSS ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no stats in {text}"));
     tail.split_whitespace().next().unwrap().parse().unwrap()
 }
 
@@ -118,13 +189,27 @@ fn smoothgrad_batches_bound_peak_memory() {
     let img = write_png(2, "mem.png", 224, 224, "rgb");
     let run = |batch: &str| {
         let out = maps(&[
-            "--image", s(&img), "--method", "smoothgrad", "--samples", "50", "--batch", batch,
-            "--device", "cpu", "--stats", "--out", s(&out_dir(&format!("mem{batch}"))),
+            "--image",
+            s(&img),
+            "--method",
+            "smoothgrad",
+            "--samples",
+            "50",
+            "--batch",
+            batch,
+            "--device",
+            "cpu",
+            "--stats",
+            "--out",
+            s(&out_dir(&format!("mem{batch}"))),
         ]);
         assert!(out.status.success());
         peak_rss(&out)
     };
     let (small, whole) = (run("8"), run("50"));
     eprintln!("peak RSS: --batch 8: {small:.0} MiB, --batch 50: {whole:.0} MiB");
-    assert!(small < 0.6 * whole, "batch 8 peak {small} MiB vs batch 50 {whole} MiB");
+    assert!(
+        small < 0.6 * whole,
+        "batch 8 peak {small} MiB vs batch 50 {whole} MiB"
+    );
 }

@@ -37,11 +37,16 @@ fn write_npz<A: ndarray_npy::WritableElement, B: ndarray_npy::WritableElement>(
     use ndarray_npy::WriteNpyExt;
     let path = tmp(name);
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let (mut xb, mut yb) = (Vec::new(), Vec::new());
     x.write_npy(&mut xb).unwrap();
     y.write_npy(&mut yb).unwrap();
-    for (member, bytes) in [("X.npy", xb), ("y.npy", yb), ("label_map.npy", label_map_bytes())] {
+    for (member, bytes) in [
+        ("X.npy", xb),
+        ("y.npy", yb),
+        ("label_map.npy", label_map_bytes()),
+    ] {
         zip.start_file(member, opts).unwrap();
         zip.write_all(&bytes).unwrap();
     }
@@ -58,7 +63,10 @@ fn corrupt_and_truncated_npz_name_the_file() {
     let bad = tmp("garbage.npz");
     std::fs::write(&bad, b"this is not a zip file").unwrap();
     let m = msg(load_imagenet_val(&bad));
-    assert!(m.contains("garbage.npz") && m.contains("not a valid npz"), "{m}");
+    assert!(
+        m.contains("garbage.npz") && m.contains("not a valid npz"),
+        "{m}"
+    );
 
     let real = std::fs::read(saliency_lab::assets::data_path().unwrap()).unwrap();
     let cut = tmp("truncated.npz");
@@ -79,7 +87,10 @@ fn wrong_dtype_shape_and_labels_are_named() {
 
     let x_4ch = Array4::<u8>::zeros((2, 8, 8, 4)).into_dyn();
     let m = msg(load_imagenet_val(write_npz("4ch.npz", &x_4ch, &y)));
-    assert!(m.contains("3 colour channels") && m.contains("[2, 8, 8, 4]"), "{m}");
+    assert!(
+        m.contains("3 colour channels") && m.contains("[2, 8, 8, 4]"),
+        "{m}"
+    );
 
     let x = Array4::<u8>::zeros((2, 8, 8, 3)).into_dyn();
     let y3 = Array1::<i64>::from(vec![1, 2, 3]).into_dyn();
@@ -116,14 +127,21 @@ fn images_of_the_wrong_size_or_channels() {
     let m = msg(attribution::vanilla_gradient(&model, &gray, &[0]));
     assert!(m.contains("[1, 1, 224, 224]"), "{m}");
     let not_preprocessed = Tensor::zeros([1, 3, 224, 224], (Kind::Uint8, Device::Cpu));
-    let m = msg(attribution::vanilla_gradient(&model, &not_preprocessed, &[0]));
+    let m = msg(attribution::vanilla_gradient(
+        &model,
+        &not_preprocessed,
+        &[0],
+    ));
     assert!(m.contains("preprocess"), "{m}");
     let m = msg(saliency_lab::load_image_file(tmp("missing.png"), 224));
     assert!(m.contains("missing.png"), "{m}");
     let not_png = tmp("not-an-image.png");
     std::fs::write(&not_png, b"plain text").unwrap();
     let m = msg(saliency_lab::load_image_file(&not_png, 224));
-    assert!(m.contains("not-an-image.png") && m.contains("decode"), "{m}");
+    assert!(
+        m.contains("not-an-image.png") && m.contains("decode"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -139,41 +157,78 @@ fn nan_targets_and_smoothgrad_parameters() {
     assert!(m.contains("NaN"), "{m}");
     let clean = Tensor::zeros([1, 3, 64, 64], (Kind::Float, Device::Cpu));
     for (cfg, name) in [
-        (SmoothGradConfig::default().with_noise_level(-0.5), "noise_level = -0.5"),
+        (
+            SmoothGradConfig::default().with_noise_level(-0.5),
+            "noise_level = -0.5",
+        ),
         (SmoothGradConfig::default().with_samples(0), "samples = 0"),
-        (SmoothGradConfig::default().with_batch_size(0), "batch_size = 0"),
+        (
+            SmoothGradConfig::default().with_batch_size(0),
+            "batch_size = 0",
+        ),
     ] {
         let m = msg(attribution::smoothgrad(&model, &clean, &[0], &cfg));
         assert!(m.contains(name), "{m}");
     }
-    let m = msg(saliency_lab::blur_image(Array3::<u8>::zeros((4, 4, 3)).view(), -1.0));
+    let m = msg(saliency_lab::blur_image(
+        Array3::<u8>::zeros((4, 4, 3)).view(),
+        -1.0,
+    ));
     assert!(m.contains("sigma = -1"), "{m}");
 }
 
 #[test]
 fn missing_and_mismatched_weights_name_the_tensor() {
     let m = msg(squeezenet1_1(tmp("no-weights.safetensors"), Device::Cpu));
-    assert!(m.contains("no-weights.safetensors") && m.contains("not found"), "{m}");
+    assert!(
+        m.contains("no-weights.safetensors") && m.contains("not found"),
+        "{m}"
+    );
 
     let garbage = tmp("garbage.safetensors");
     std::fs::write(&garbage, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}").unwrap();
     let m = msg(squeezenet1_1(&garbage, Device::Cpu));
-    assert!(m.contains("garbage.safetensors") && m.contains("safetensors"), "{m}");
+    assert!(
+        m.contains("garbage.safetensors") && m.contains("safetensors"),
+        "{m}"
+    );
 
     let real = Tensor::read_safetensors(saliency_lab::assets::weights_path().unwrap()).unwrap();
-    let without: Vec<(String, Tensor)> = real.iter().filter(|(n, _)| n != "features.3.squeeze.bias").map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    let without: Vec<(String, Tensor)> = real
+        .iter()
+        .filter(|(n, _)| n != "features.3.squeeze.bias")
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
     let path = tmp("missing-tensor.safetensors");
     Tensor::write_safetensors(&without, &path).unwrap();
     let m = msg(squeezenet1_1(&path, Device::Cpu));
-    assert!(m.contains("missing-tensor.safetensors") && m.contains("missing tensor `features.3.squeeze.bias`"), "{m}");
+    assert!(
+        m.contains("missing-tensor.safetensors")
+            && m.contains("missing tensor `features.3.squeeze.bias`"),
+        "{m}"
+    );
 
     let reshaped: Vec<(String, Tensor)> = real
         .iter()
-        .map(|(n, t)| if n == "classifier.1.weight" { (n.clone(), t.narrow(0, 0, 10)) } else { (n.clone(), t.shallow_clone()) })
+        .map(|(n, t)| {
+            if n == "classifier.1.weight" {
+                (n.clone(), t.narrow(0, 0, 10))
+            } else {
+                (n.clone(), t.shallow_clone())
+            }
+        })
         .collect();
     let path = tmp("wrong-shape.safetensors");
     Tensor::write_safetensors(&reshaped, &path).unwrap();
     let m = msg(squeezenet1_1(&path, Device::Cpu));
-    assert!(m.contains("`classifier.1.weight` has shape [10, 512, 1, 1], the model expects [1000, 512, 1, 1]"), "{m}");
-    assert!(matches!(squeezenet1_1(&path, Device::Cpu), Err(Error::Weights { .. })));
+    assert!(
+        m.contains(
+            "`classifier.1.weight` has shape [10, 512, 1, 1], the model expects [1000, 512, 1, 1]"
+        ),
+        "{m}"
+    );
+    assert!(matches!(
+        squeezenet1_1(&path, Device::Cpu),
+        Err(Error::Weights { .. })
+    ));
 }

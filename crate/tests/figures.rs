@@ -62,7 +62,11 @@ fn lab_figure_1_five_images_with_titles() {
     assert!(r.iter().all(|(a, b)| b - a == 224));
     // The first panel shows image 0's pixels (hay), 1:1.
     let px = d.images[[0, 100, 100, 0]];
-    assert_eq!(fig.pixel(r[0].0 + 100, fig.height() - 10 - 224 + 100).unwrap()[0], px);
+    assert_eq!(
+        fig.pixel(r[0].0 + 100, fig.height() - 10 - 224 + 100)
+            .unwrap()[0],
+        px
+    );
 }
 
 #[test]
@@ -72,32 +76,63 @@ fn lab_figures_2_image_beside_diverging_and_hot_maps() {
     let x = preprocess_batch(d.images.view()).unwrap();
     let g = attribution::vanilla_gradient(&model, &x, &d.labels).unwrap();
     let i = 2;
-    let fig = plot::image_and_map(d.image(i).unwrap(), &attribution::max(&g).unwrap().get(i as i64), Colormap::LabDiverging, d.title(i).unwrap()).unwrap();
+    let fig = plot::image_and_map(
+        d.image(i).unwrap(),
+        &attribution::max(&g).unwrap().get(i as i64),
+        Colormap::LabDiverging,
+        d.title(i).unwrap(),
+    )
+    .unwrap();
     save(&fig, "2a_max_diverging.png");
-    let fig = plot::image_and_map(d.image(i).unwrap(), &attribution::max_abs(&g).unwrap().get(i as i64), Colormap::Hot, d.title(i).unwrap()).unwrap();
+    let fig = plot::image_and_map(
+        d.image(i).unwrap(),
+        &attribution::max_abs(&g).unwrap().get(i as i64),
+        Colormap::Hot,
+        d.title(i).unwrap(),
+    )
+    .unwrap();
     save(&fig, "2b_maxabs_hot.png");
     // The hot map's panel holds black (the many near-zero values) and
     // bright yellow/white (the peak); the colour bar runs white to black.
     let panels = runs(&fig, fig.height() - 100, 200);
     assert_eq!(panels.len(), 2, "{panels:?}");
     let (x0, y0) = (panels[1].0, fig.height() - 10 - 224);
-    let colours: Vec<[u8; 3]> = (0..224).flat_map(|y| (0..224).map(move |x| (x, y))).map(|(x, y)| fig.pixel(x0 + x, y0 + y).unwrap()).collect();
+    let colours: Vec<[u8; 3]> = (0..224)
+        .flat_map(|y| (0..224).map(move |x| (x, y)))
+        .map(|(x, y)| fig.pixel(x0 + x, y0 + y).unwrap())
+        .collect();
     assert!(colours.iter().any(|&c| is_dark(c)));
     assert!(colours.iter().any(|&c| c[0] == 255 && c[1] > 200));
     let bar_x = x0 + 224 + 6 + 4;
-    assert_eq!(fig.pixel(bar_x, y0).unwrap(), [255, 255, 255], "top of the bar: the maximum, white");
-    assert_eq!(fig.pixel(bar_x, y0 + 223).unwrap(), [10, 0, 0], "bottom: hot(0)");
+    assert_eq!(
+        fig.pixel(bar_x, y0).unwrap(),
+        [255, 255, 255],
+        "top of the bar: the maximum, white"
+    );
+    assert_eq!(
+        fig.pixel(bar_x, y0 + 223).unwrap(),
+        [10, 0, 0],
+        "bottom: hot(0)"
+    );
 }
 
 #[test]
 fn colormaps_equal_matplotlib_and_seaborn() {
-    for (cmap, file) in [(Colormap::Hot, "cmap_hot.npy"), (Colormap::Gray, "cmap_gray.npy"), (Colormap::LabDiverging, "cmap_diverging.npy")] {
+    for (cmap, file) in [
+        (Colormap::Hot, "cmap_hot.npy"),
+        (Colormap::Gray, "cmap_gray.npy"),
+        (Colormap::LabDiverging, "cmap_diverging.npy"),
+    ] {
         let want = reference::<f32>(file); // [256, 4] RGBA in [0, 1] at linspace(0, 1, 256)
         for (i, row) in want.axis_iter(Axis(0)).enumerate() {
             let got = cmap.color(i as f64 / 255.0);
             for c in 0..3 {
                 let w = (f64::from(row[c]) * 255.0) as i32;
-                assert!((i32::from(got[c]) - w).abs() <= 1, "{cmap:?} at {i}: {got:?} vs {:?}", row);
+                assert!(
+                    (i32::from(got[c]) - w).abs() <= 1,
+                    "{cmap:?} at {i}: {got:?} vs {:?}",
+                    row
+                );
             }
         }
     }
@@ -111,11 +146,16 @@ fn lab_figure_3_grid_of_images_over_maps_and_shared_scale() {
     let d = data().head(5);
     let model = model();
     let x = preprocess_batch(d.images.view()).unwrap();
-    let maps = attribution::max_abs(&attribution::vanilla_gradient(&model, &x, &d.labels).unwrap()).unwrap();
+    let maps = attribution::max_abs(&attribution::vanilla_gradient(&model, &x, &d.labels).unwrap())
+        .unwrap();
     let fig = plot::saliency_grid(d.images.view(), &maps, &d.titles(), false).unwrap();
     save(&fig, "3_grid.png");
     assert_eq!(runs(&fig, 10 + 26 + 112, 200).len(), 5, "top row: 5 images");
-    assert_eq!(runs(&fig, fig.height() - 10 - 112, 200).len(), 5, "bottom row: 5 maps");
+    assert_eq!(
+        runs(&fig, fig.height() - 10 - 112, 200).len(),
+        5,
+        "bottom row: 5 maps"
+    );
     let shared = plot::saliency_grid(d.images.view(), &maps, &d.titles(), true).unwrap();
     save(&shared, "3_grid_shared_scale.png");
     assert!(shared.width() > fig.width(), "room for the one colour bar");
@@ -127,15 +167,35 @@ fn lab_figure_4_histograms() {
     let model = model();
     let x = preprocess_batch(d.images.view()).unwrap();
     let g = attribution::vanilla_gradient(&model, &x, &d.labels).unwrap();
-    let h1 = plot::histogram(&attribution::max_abs(&g).unwrap(), 1000, (0.0, 0.25), "saliency_maxabs").unwrap();
+    let h1 = plot::histogram(
+        &attribution::max_abs(&g).unwrap(),
+        1000,
+        (0.0, 0.25),
+        "saliency_maxabs",
+    )
+    .unwrap();
     save(&h1, "4a_hist_maxabs.png");
     let h2 = plot::histogram(&g, 1000, (-0.2, 0.2), "saliency (all channels)").unwrap();
     save(&h2, "4b_hist_raw.png");
-    let blue = |f: &Figure| (0..f.width()).flat_map(|x| (0..f.height()).map(move |y| (x, y))).filter(|&(x, y)| f.pixel(x, y).unwrap() == [0x1f, 0x77, 0xb4]).count();
-    assert!(blue(&h1) > 2000 && blue(&h2) > 2000, "bars drawn in matplotlib's C0");
+    let blue = |f: &Figure| {
+        (0..f.width())
+            .flat_map(|x| (0..f.height()).map(move |y| (x, y)))
+            .filter(|&(x, y)| f.pixel(x, y).unwrap() == [0x1f, 0x77, 0xb4])
+            .count()
+    };
+    assert!(
+        blue(&h1) > 2000 && blue(&h2) > 2000,
+        "bars drawn in matplotlib's C0"
+    );
     // The raw gradient's histogram is centred on zero: its tallest bar is in the middle.
-    let (edges, dens) = plot::density(&Vec::<f32>::try_from(g.flatten(0, -1)).unwrap(), 1000).unwrap();
-    let peak = dens.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+    let (edges, dens) =
+        plot::density(&Vec::<f32>::try_from(g.flatten(0, -1)).unwrap(), 1000).unwrap();
+    let peak = dens
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0;
     assert!(edges[peak] < 0.0 && edges[peak + 1] > 0.0 || edges[peak].abs() < 1e-3);
 }
 
@@ -144,10 +204,22 @@ fn lab_figure_5_homework_blur_average_and_smoothgrad() {
     let d = data();
     let model = model();
     let i = 2;
-    let b = attribution::blur_average(&model, d.image(i).unwrap(), d.labels[i], &LAB_SIGMAS).unwrap();
-    let fig = plot::homework_grid(stack_images(&b.inputs).unwrap().view(), &b.titles, &b.maps, &b.average, d.title(i).unwrap()).unwrap();
+    let b =
+        attribution::blur_average(&model, d.image(i).unwrap(), d.labels[i], &LAB_SIGMAS).unwrap();
+    let fig = plot::homework_grid(
+        stack_images(&b.inputs).unwrap().view(),
+        &b.titles,
+        &b.maps,
+        &b.average,
+        d.title(i).unwrap(),
+    )
+    .unwrap();
     save(&fig, "5a_homework_blur_average.png");
-    let rows = [10 + 40 + 26 + 112, 10 + 40 + 26 + 224 + 7 + 26 + 112, fig.height() - 10 - 112];
+    let rows = [
+        10 + 40 + 26 + 112,
+        10 + 40 + 26 + 224 + 7 + 26 + 112,
+        fig.height() - 10 - 112,
+    ];
     assert_eq!(runs(&fig, rows[0], 200).len(), 5);
     assert_eq!(runs(&fig, rows[1], 200).len(), 5);
     assert_eq!(runs(&fig, rows[2], 200).len(), 1, "the averaged map alone");
@@ -157,11 +229,23 @@ fn lab_figure_5_homework_blur_average_and_smoothgrad() {
     let cfg = SmoothGradConfig::default();
     let mut noise = NoiseSamples::new(&x, 0, &cfg).unwrap();
     let noisy = noise.next_batch(5);
-    let shown: Vec<_> = (0..5).map(|k| deprocess(&noisy.narrow(0, k, 1), false).unwrap()).collect();
-    let maps = attribution::max_abs(&attribution::vanilla_gradient(&model, &noisy, &[d.labels[i]; 5]).unwrap()).unwrap();
+    let shown: Vec<_> = (0..5)
+        .map(|k| deprocess(&noisy.narrow(0, k, 1), false).unwrap())
+        .collect();
+    let maps = attribution::max_abs(
+        &attribution::vanilla_gradient(&model, &noisy, &[d.labels[i]; 5]).unwrap(),
+    )
+    .unwrap();
     let sg = smoothgrad(&model, &x, &[d.labels[i]], &cfg).unwrap();
     let titles: Vec<String> = (1..=5).map(|k| format!("noisy copy {k}")).collect();
-    let fig = plot::homework_grid(stack_images(&shown).unwrap().view(), &titles, &maps, &attribution::max_abs(&sg.mean).unwrap().get(0), "Tibetan mastiff: SmoothGrad (n=50, 15% noise)").unwrap();
+    let fig = plot::homework_grid(
+        stack_images(&shown).unwrap().view(),
+        &titles,
+        &maps,
+        &attribution::max_abs(&sg.mean).unwrap().get(0),
+        "Tibetan mastiff: SmoothGrad (n=50, 15% noise)",
+    )
+    .unwrap();
     save(&fig, "5b_homework_smoothgrad.png");
 }
 
@@ -175,19 +259,56 @@ fn beyond_the_lab_overlay_colorbars_and_shared_scale() {
     let fig = plot::overlay_grid(d.images.view(), &maps, &d.titles()).unwrap();
     save(&fig, "6a_overlay.png");
     // Methods side by side on one scale: vanilla vs SmoothGrad of one image.
-    let sg = smoothgrad(&model, &x.narrow(0, 2, 1), &d.labels[2..3], &SmoothGradConfig::default().with_samples(20)).unwrap();
+    let sg = smoothgrad(
+        &model,
+        &x.narrow(0, 2, 1),
+        &d.labels[2..3],
+        &SmoothGradConfig::default().with_samples(20),
+    )
+    .unwrap();
     let fig = Grid::new(1, 3)
         .with_panel(0, 0, Panel::image(d.image(2).unwrap(), d.title(2).unwrap()))
-        .with_panel(0, 1, Panel::map(&maps.get(2), Colormap::Hot, "vanilla").unwrap())
-        .with_panel(0, 2, Panel::map(&attribution::max_abs(&sg.mean).unwrap(), Colormap::Hot, "SmoothGrad").unwrap())
+        .with_panel(
+            0,
+            1,
+            Panel::map(&maps.get(2), Colormap::Hot, "vanilla").unwrap(),
+        )
+        .with_panel(
+            0,
+            2,
+            Panel::map(
+                &attribution::max_abs(&sg.mean).unwrap(),
+                Colormap::Hot,
+                "SmoothGrad",
+            )
+            .unwrap(),
+        )
         .with_scale(Scale::Shared)
         .with_colorbar(true)
         .render()
         .unwrap();
     save(&fig, "6b_shared_scale.png");
     let signed = Grid::new(1, 2)
-        .with_panel(0, 0, Panel::map(&attribution::max(&g).unwrap().get(2), Colormap::LabDiverging, "lab palette").unwrap())
-        .with_panel(0, 1, Panel::map(&attribution::max(&g).unwrap().get(2), Colormap::BlueRed, "blue-red").unwrap())
+        .with_panel(
+            0,
+            0,
+            Panel::map(
+                &attribution::max(&g).unwrap().get(2),
+                Colormap::LabDiverging,
+                "lab palette",
+            )
+            .unwrap(),
+        )
+        .with_panel(
+            0,
+            1,
+            Panel::map(
+                &attribution::max(&g).unwrap().get(2),
+                Colormap::BlueRed,
+                "blue-red",
+            )
+            .unwrap(),
+        )
         .with_colorbar(true)
         .render()
         .unwrap();
@@ -204,7 +325,9 @@ fn inline_output_is_a_light_png() {
     assert_eq!(*lines.last().unwrap(), "EVCXR_END_CONTENT");
     assert_eq!(lines.len(), 3);
     use base64::Engine;
-    let png = base64::engine::general_purpose::STANDARD.decode(lines[1]).unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(lines[1])
+        .unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(content.len() < 1_000_000, "{} bytes inline", content.len());
 }

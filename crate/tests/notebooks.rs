@@ -19,13 +19,20 @@ static KERNEL: Mutex<()> = Mutex::new(());
 
 fn script(name: &str) -> Command {
     let mut c = Command::new(python());
-    c.arg(repo_root().join("scripts").join(name)).current_dir(repo_root());
+    c.arg(repo_root().join("scripts").join(name))
+        .current_dir(repo_root());
     c
 }
 
 fn run(mut c: Command) -> String {
-    let out = c.output().unwrap_or_else(|e| panic!("cannot run {c:?}: {e} (run scripts/setup)"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e} (run scripts/setup)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{c:?} failed:\n{text}");
     text
 }
@@ -45,7 +52,11 @@ fn every_notebook_runs_with_its_figures_and_the_labs_scores() {
     let mut c = script("run_notebooks.py");
     c.arg("--check");
     let out = run(c);
-    for nb in ["saliency_lab.ipynb: ok", "homework_smoothgrad.ipynb: ok", "homework_smoothgrad_student.ipynb: ok"] {
+    for nb in [
+        "saliency_lab.ipynb: ok",
+        "homework_smoothgrad.ipynb: ok",
+        "homework_smoothgrad_student.ipynb: ok",
+    ] {
         assert!(out.contains(nb), "{out}");
     }
     assert!(repo_root().join("report/index.html").is_file());
@@ -56,9 +67,14 @@ fn student_version_is_generated_from_the_solution() {
     let mut c = script("make_student.py");
     c.arg("--check");
     run(c);
-    let student = std::fs::read_to_string(repo_root().join("notebooks/homework_smoothgrad_student.ipynb")).unwrap();
+    let student =
+        std::fs::read_to_string(repo_root().join("notebooks/homework_smoothgrad_student.ipynb"))
+            .unwrap();
     assert!(!student.contains("BEGIN SOLUTION") && !student.contains("HIDDEN TESTS"));
-    assert!(!student.contains("Tensor::randn_like(&copies)"), "no solution code left");
+    assert!(
+        !student.contains("Tensor::randn_like(&copies)"),
+        "no solution code left"
+    );
     assert_eq!(student.matches("todo!()").count(), 3);
 }
 
@@ -66,7 +82,15 @@ fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    lines.map(|l| header.iter().cloned().zip(l.split(',').map(String::from)).collect()).collect()
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .cloned()
+                .zip(l.split(',').map(String::from))
+                .collect()
+        })
+        .collect()
 }
 
 #[test]
@@ -86,19 +110,68 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
     let expected: [(&str, &str, &[&str]); 9] = [
         ("correct", "7", &[]),
         ("one_sample", "5", &["test_reference"]),
-        ("blur_average", "3", &["test_noise_zero", "test_reference", "test_noise_scale"]),
-        ("unscaled_noise", "4", &["test_reference", "test_noise_scale"]),
+        (
+            "blur_average",
+            "3",
+            &["test_noise_zero", "test_reference", "test_noise_scale"],
+        ),
+        (
+            "unscaled_noise",
+            "4",
+            &["test_reference", "test_noise_scale"],
+        ),
         ("no_abs", "6", &["test_map"]),
         ("no_channel_max", "5", &["test_map", "test_figure"]),
-        ("panics", "1", &["test_shape", "test_noise_zero", "test_reference", "test_noise_scale", "test_figure"]),
-        ("endless", "1", &["test_shape", "test_noise_zero", "test_reference", "test_noise_scale", "test_figure"]),
-        ("not_a_notebook", "0", &["test_shape", "test_noise_zero", "test_reference", "test_noise_scale", "test_map", "test_figure"]),
+        (
+            "panics",
+            "1",
+            &[
+                "test_shape",
+                "test_noise_zero",
+                "test_reference",
+                "test_noise_scale",
+                "test_figure",
+            ],
+        ),
+        (
+            "endless",
+            "1",
+            &[
+                "test_shape",
+                "test_noise_zero",
+                "test_reference",
+                "test_noise_scale",
+                "test_figure",
+            ],
+        ),
+        (
+            "not_a_notebook",
+            "0",
+            &[
+                "test_shape",
+                "test_noise_zero",
+                "test_reference",
+                "test_noise_scale",
+                "test_map",
+                "test_figure",
+            ],
+        ),
     ];
     assert_eq!(rows.len(), expected.len());
     for (student, total, fails) in expected {
-        let row = rows.iter().find(|r| r["student"] == student).unwrap_or_else(|| panic!("no row for {student}"));
+        let row = rows
+            .iter()
+            .find(|r| r["student"] == student)
+            .unwrap_or_else(|| panic!("no row for {student}"));
         assert_eq!(row["total"], total, "{student}: {row:?}");
-        for t in ["test_shape", "test_noise_zero", "test_reference", "test_noise_scale", "test_map", "test_figure"] {
+        for t in [
+            "test_shape",
+            "test_noise_zero",
+            "test_reference",
+            "test_noise_scale",
+            "test_map",
+            "test_figure",
+        ] {
             assert_eq!(row[t] == "0", fails.contains(&t), "{student} {t}: {row:?}");
         }
     }
@@ -106,7 +179,10 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
     assert_eq!(status("endless"), "timeout");
     assert_eq!(status("not_a_notebook"), "unreadable");
     let fb = std::fs::read_to_string(dir.join("feedback/unscaled_noise.txt")).unwrap();
-    assert!(fb.contains("Score: 4 / 7") && fb.contains("not 15% of the image's range"), "{fb}");
+    assert!(
+        fb.contains("Score: 4 / 7") && fb.contains("not 15% of the image's range"),
+        "{fb}"
+    );
 }
 
 #[test]
@@ -115,23 +191,42 @@ fn nbgrader_generates_the_same_student_version_and_autogrades() {
     let course = tmp("nbgrader-course");
     let root = repo_root();
     std::fs::create_dir_all(course.join("source/smoothgrad")).unwrap();
-    std::fs::copy(root.join("scripts/nbgrader_config.py"), course.join("nbgrader_config.py")).unwrap();
-    std::fs::copy(root.join("notebooks/homework_smoothgrad.ipynb"), course.join("source/smoothgrad/homework_smoothgrad.ipynb")).unwrap();
+    std::fs::copy(
+        root.join("scripts/nbgrader_config.py"),
+        course.join("nbgrader_config.py"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.join("notebooks/homework_smoothgrad.ipynb"),
+        course.join("source/smoothgrad/homework_smoothgrad.ipynb"),
+    )
+    .unwrap();
     let nbgrader = python().with_file_name("nbgrader");
     let cmd = |args: &[&str]| {
         let mut c = Command::new(&nbgrader);
-        c.args(args).current_dir(&course).env("SALIENCY_LAB_ROOT", &root);
+        c.args(args)
+            .current_dir(&course)
+            .env("SALIENCY_LAB_ROOT", &root);
         run(c)
     };
     cmd(&["generate_assignment", "smoothgrad", "--force"]);
-    let release: serde_like::Notebook = serde_like::read(&course.join("release/smoothgrad/homework_smoothgrad.ipynb"));
-    let ours: serde_like::Notebook = serde_like::read(&root.join("notebooks/homework_smoothgrad_student.ipynb"));
-    assert_eq!(release.sources, ours.sources, "nbgrader's release differs from scripts/make_student.py's");
+    let release: serde_like::Notebook =
+        serde_like::read(&course.join("release/smoothgrad/homework_smoothgrad.ipynb"));
+    let ours: serde_like::Notebook =
+        serde_like::read(&root.join("notebooks/homework_smoothgrad_student.ipynb"));
+    assert_eq!(
+        release.sources, ours.sources,
+        "nbgrader's release differs from scripts/make_student.py's"
+    );
 
     for (student, file) in [("alice", "correct"), ("bob", "no_abs")] {
         let d = course.join("submitted").join(student).join("smoothgrad");
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::copy(root.join(format!("crate/tests/submissions/{file}.ipynb")), d.join("homework_smoothgrad.ipynb")).unwrap();
+        std::fs::copy(
+            root.join(format!("crate/tests/submissions/{file}.ipynb")),
+            d.join("homework_smoothgrad.ipynb"),
+        )
+        .unwrap();
     }
     cmd(&["autograde", "smoothgrad", "--create", "--force"]);
     cmd(&["export", "--to", "grades.csv"]);
@@ -156,7 +251,17 @@ mod serde_like {
             .arg(path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        Notebook { sources: String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect() }
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Notebook {
+            sources: String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect(),
+        }
     }
 }

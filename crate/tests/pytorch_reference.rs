@@ -16,7 +16,10 @@ fn data_matches_the_npz_as_numpy_reads_it() {
     assert_eq!(d.labels.len(), 25);
     assert_eq!(d.class_names.len(), 1000);
     assert_eq!(d.class_names[0], "tench, Tinca tinca");
-    assert_eq!(d.class_names[999], "toilet tissue, toilet paper, bathroom tissue");
+    assert_eq!(
+        d.class_names[999],
+        "toilet tissue, toilet paper, bathroom tissue"
+    );
     // The lab's label_map lacks 134 (the bird "crane"; 517 is the machine).
     assert_eq!(d.class_names[134], "class 134");
     assert_eq!(d.title(1).unwrap(), "quail");
@@ -40,25 +43,46 @@ fn preprocess_equals_torchvision() {
 fn scores_equal_pytorch_and_the_lab() {
     let d = data();
     let model = model();
-    let scores = model.scores(&preprocess_batch(d.images.view()).unwrap()).unwrap();
+    let scores = model
+        .scores(&preprocess_batch(d.images.view()).unwrap())
+        .unwrap();
     let want = reference::<f32>("scores.npy");
     let got = array(&scores);
-    let max_abs = got.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(f64::from(max_abs) <= SCORE_ABS_TOL, "scores differ from PyTorch by {max_abs}");
+    let max_abs = got
+        .iter()
+        .zip(want.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        f64::from(max_abs) <= SCORE_ABS_TOL,
+        "scores differ from PyTorch by {max_abs}"
+    );
 
     let correct = Vec::<f32>::try_from(&gather_scores(&scores, &d.labels).unwrap()).unwrap();
     for (i, (&got, &lab)) in correct.iter().zip(LAB_SCORES.iter()).enumerate() {
-        assert!((f64::from(got) - lab).abs() <= LAB_SCORE_TOL, "image {i}: {got} vs the lab's {lab}");
+        assert!(
+            (f64::from(got) - lab).abs() <= LAB_SCORE_TOL,
+            "image {i}: {got} vs the lab's {lab}"
+        );
     }
 
     let want_top1: Vec<i64> = want
         .rows()
         .into_iter()
-        .map(|r| r.iter().enumerate().fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0 as i64)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
+                .0 as i64
+        })
         .collect();
     let got_top1 = top1(&scores).unwrap();
     assert_eq!(got_top1, want_top1);
-    let right = got_top1.iter().zip(&d.labels).filter(|(a, b)| a == b).count();
+    let right = got_top1
+        .iter()
+        .zip(&d.labels)
+        .filter(|(a, b)| a == b)
+        .count();
     assert_eq!(right, 13, "PROVENANCE.md: top-1 13/25");
 }
 
@@ -75,7 +99,10 @@ fn vanilla_gradient_and_summaries_equal_pytorch() {
         ("maxabs.npy", attribution::max_abs(&grad).unwrap()),
     ] {
         let err = max_rel_error(&array(&got), &reference::<f32>(name));
-        assert!(err <= REL_TOL, "{name}: relative error {err:e} > {REL_TOL:e}");
+        assert!(
+            err <= REL_TOL,
+            "{name}: relative error {err:e} > {REL_TOL:e}"
+        );
     }
     // The lab prints saliency_max[2]; its corner values (PyTorch 1.x, fp32
     // .pth weights) agree to the weights' fp16 precision.
@@ -92,12 +119,28 @@ fn deprocess_equals_torchvision_and_inverts_preprocess() {
     for (r, should_rescale) in [false, true].into_iter().enumerate() {
         for i in 0..3 {
             let got = deprocess(&x.narrow(0, i as i64, 1), should_rescale).unwrap();
-            let w = want.index_axis(Axis(0), r).index_axis(Axis(0), i).to_owned();
-            let worst = got.iter().zip(w.iter()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
-            assert!(worst <= 1, "image {i}, rescale {should_rescale}: off by {worst} grey levels");
+            let w = want
+                .index_axis(Axis(0), r)
+                .index_axis(Axis(0), i)
+                .to_owned();
+            let worst = got
+                .iter()
+                .zip(w.iter())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(
+                worst <= 1,
+                "image {i}, rescale {should_rescale}: off by {worst} grey levels"
+            );
             if !should_rescale {
                 let orig = d.image(i).unwrap();
-                let worst = got.iter().zip(orig.iter()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+                let worst = got
+                    .iter()
+                    .zip(orig.iter())
+                    .map(|(a, b)| a.abs_diff(*b))
+                    .max()
+                    .unwrap();
                 assert!(worst <= 1, "deprocess(preprocess(x)) off by {worst}");
             }
         }
@@ -116,10 +159,15 @@ fn blur_image_equals_scipy_gaussian_filter1d() {
         assert_eq!(differ, 0, "sigma {s}: {differ} pixels differ from scipy");
     }
     // float32, sigma 0.7 and 5 on a 40 x 30 x 3 array (radius 20 > 15 wraps twice).
-    let input: Array3<f32> = reference::<f32>("blur_f32_in.npy").into_dimensionality().unwrap();
+    let input: Array3<f32> = reference::<f32>("blur_f32_in.npy")
+        .into_dimensionality()
+        .unwrap();
     let want = reference::<f32>("blur_f32.npy");
     for (k, s) in [0.7, 5.0].into_iter().enumerate() {
-        let got = blur_image(input.view(), s).unwrap().into_dyn().insert_axis(Axis(0));
+        let got = blur_image(input.view(), s)
+            .unwrap()
+            .into_dyn()
+            .insert_axis(Axis(0));
         let w = want.index_axis(Axis(0), k).to_owned().insert_axis(Axis(0));
         let err = max_rel_error(&got, &w);
         assert!(err <= 1e-6, "sigma {s}: relative error {err:e}");
@@ -130,7 +178,8 @@ fn blur_image_equals_scipy_gaussian_filter1d() {
 fn blur_average_equals_the_labs_sample_answer() {
     let d = data();
     let model = model();
-    let b = attribution::blur_average(&model, d.image(2).unwrap(), d.labels[2], &LAB_SIGMAS).unwrap();
+    let b =
+        attribution::blur_average(&model, d.image(2).unwrap(), d.labels[2], &LAB_SIGMAS).unwrap();
     assert_eq!(b.titles, ["Original", "σ=1", "σ=3", "σ=9", "σ=27"]);
     assert_eq!(b.maps.size(), [5, 224, 224]);
     let got = array(&b.average).insert_axis(Axis(0));

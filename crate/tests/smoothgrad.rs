@@ -18,23 +18,35 @@ fn two_images() -> (Tensor, Vec<i64>) {
 fn noise_zero_equals_the_vanilla_gradient() {
     let model = model();
     let (x, y) = two_images();
-    let cfg = SmoothGradConfig::default().with_noise_level(0.0).with_samples(4).with_batch_size(3);
+    let cfg = SmoothGradConfig::default()
+        .with_noise_level(0.0)
+        .with_samples(4)
+        .with_batch_size(3);
     let sg = smoothgrad(&model, &x, &y, &cfg).unwrap();
     let vanilla = attribution::vanilla_gradient(&model, &x, &y).unwrap();
     let err = max_rel_error(&array(&sg.mean), &array(&vanilla));
     assert!(err <= REL_TOL, "relative error {err:e}");
     // All samples equal: no variance.
-    assert!(sg.variance.abs().max().double_value(&[]) <= 1e-12 * sg.mean_square.max().double_value(&[]).max(1e-30));
+    assert!(
+        sg.variance.abs().max().double_value(&[])
+            <= 1e-12 * sg.mean_square.max().double_value(&[]).max(1e-30)
+    );
 }
 
 #[test]
 fn same_seed_same_map_other_seed_other_map_any_batching() {
     let model = model();
     let (x, y) = two_images();
-    let cfg = SmoothGradConfig::default().with_samples(6).with_seed(11).with_batch_size(4);
+    let cfg = SmoothGradConfig::default()
+        .with_samples(6)
+        .with_seed(11)
+        .with_batch_size(4);
     let a = smoothgrad(&model, &x, &y, &cfg).unwrap();
     let b = smoothgrad(&model, &x, &y, &cfg).unwrap();
-    assert!(a.mean.equal(&b.mean), "same seed, same batching: bit-identical");
+    assert!(
+        a.mean.equal(&b.mean),
+        "same seed, same batching: bit-identical"
+    );
     // Other batch sizes draw the same noise: equal up to float rounding.
     for batch in [1, 6] {
         let c = smoothgrad(&model, &x, &y, &cfg.clone().with_batch_size(batch)).unwrap();
@@ -47,7 +59,10 @@ fn same_seed_same_map_other_seed_other_map_any_batching() {
     assert!(err <= REL_TOL, "{err:e}");
     let other = smoothgrad(&model, &x, &y, &cfg.clone().with_seed(12)).unwrap();
     let diff = max_rel_error(&array(&other.mean), &array(&a.mean));
-    assert!(diff > 0.05, "another seed should give another map ({diff:e})");
+    assert!(
+        diff > 0.05,
+        "another seed should give another map ({diff:e})"
+    );
     assert_eq!(a.sigmas.len(), 2);
 }
 
@@ -55,7 +70,9 @@ fn same_seed_same_map_other_seed_other_map_any_batching() {
 fn sg_sq_and_vargrad_identities_hold() {
     let model = model();
     let (x, y) = two_images();
-    let cfg = SmoothGradConfig::default().with_samples(10).with_batch_size(4);
+    let cfg = SmoothGradConfig::default()
+        .with_samples(10)
+        .with_batch_size(4);
     let sg = smoothgrad(&model, &x, &y, &cfg).unwrap();
     // VarGrad = SG-SQ - SmoothGrad^2 (accumulated independently).
     let identity = &sg.mean_square - sg.mean.square();
@@ -83,13 +100,21 @@ fn smoothgrad_is_smoother_than_the_vanilla_gradient() {
     let model = model();
     let (x, y) = two_images();
     let roughness = |m: &Tensor| {
-        let d = (m.narrow(2, 1, 223) - m.narrow(2, 0, 223)).abs().mean(Kind::Float);
+        let d = (m.narrow(2, 1, 223) - m.narrow(2, 0, 223))
+            .abs()
+            .mean(Kind::Float);
         d.double_value(&[]) / m.abs().mean(Kind::Float).double_value(&[])
     };
-    let vanilla = attribution::max_abs(&attribution::vanilla_gradient(&model, &x, &y).unwrap()).unwrap();
+    let vanilla =
+        attribution::max_abs(&attribution::vanilla_gradient(&model, &x, &y).unwrap()).unwrap();
     let cfg = SmoothGradConfig::default().with_samples(20);
     let sg = attribution::max_abs(&smoothgrad(&model, &x, &y, &cfg).unwrap().mean).unwrap();
-    assert!(roughness(&sg) < 0.8 * roughness(&vanilla), "{} vs {}", roughness(&sg), roughness(&vanilla));
+    assert!(
+        roughness(&sg) < 0.8 * roughness(&vanilla),
+        "{} vs {}",
+        roughness(&sg),
+        roughness(&vanilla)
+    );
 }
 
 #[test]
@@ -102,10 +127,22 @@ fn any_module_works_not_only_squeezenet() {
     let x = Tensor::randn([2, 3, 4, 4], (Kind::Float, Device::Cpu));
     let g = attribution::vanilla_gradient(&model, &x, &[1, 4]).unwrap();
     let w = model.var_store().variables()["fc.weight"].shallow_clone();
-    assert!(g.narrow(0, 0, 1).flatten(0, -1).allclose(&w.get(1), 1e-6, 1e-6, false));
-    assert!(g.narrow(0, 1, 1).flatten(0, -1).allclose(&w.get(4), 1e-6, 1e-6, false));
+    assert!(g
+        .narrow(0, 0, 1)
+        .flatten(0, -1)
+        .allclose(&w.get(1), 1e-6, 1e-6, false));
+    assert!(g
+        .narrow(0, 1, 1)
+        .flatten(0, -1)
+        .allclose(&w.get(4), 1e-6, 1e-6, false));
     // Linear model: every noisy sample has the same gradient.
-    let sg = smoothgrad(&model, &x, &[1, 4], &SmoothGradConfig::default().with_samples(3)).unwrap();
+    let sg = smoothgrad(
+        &model,
+        &x,
+        &[1, 4],
+        &SmoothGradConfig::default().with_samples(3),
+    )
+    .unwrap();
     assert!(sg.mean.allclose(&g, 1e-5, 1e-6, false));
     // Frozen: the weights get no gradient.
     assert!(!w.requires_grad());

@@ -90,13 +90,28 @@ impl SmoothGradConfig {
     /// samples or a batch size of 0.
     pub fn validate(&self) -> Result<()> {
         if !(self.noise_level.is_finite() && self.noise_level >= 0.0) {
-            return Err(Error::parameter("SmoothGradConfig", "noise_level", self.noise_level, "must be finite and >= 0"));
+            return Err(Error::parameter(
+                "SmoothGradConfig",
+                "noise_level",
+                self.noise_level,
+                "must be finite and >= 0",
+            ));
         }
         if self.samples == 0 {
-            return Err(Error::parameter("SmoothGradConfig", "samples", 0, "must be at least 1"));
+            return Err(Error::parameter(
+                "SmoothGradConfig",
+                "samples",
+                0,
+                "must be at least 1",
+            ));
         }
         if self.batch_size == 0 {
-            return Err(Error::parameter("SmoothGradConfig", "batch_size", 0, "must be at least 1"));
+            return Err(Error::parameter(
+                "SmoothGradConfig",
+                "batch_size",
+                0,
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -141,7 +156,13 @@ impl NoiseSamples {
         let image = match image.dim() {
             3 => image.unsqueeze(0),
             4 if image.size()[0] == 1 => image.shallow_clone(),
-            _ => return Err(Error::shape("NoiseSamples", "one image [1, C, H, W]", format!("{:?}", image.size()))),
+            _ => {
+                return Err(Error::shape(
+                    "NoiseSamples",
+                    "one image [1, C, H, W]",
+                    format!("{:?}", image.size()),
+                ))
+            }
         };
         check_batch("NoiseSamples", &image)?;
         let image = image.detach().to_kind(Kind::Float);
@@ -172,7 +193,9 @@ impl NoiseSamples {
         }
         let mut shape = self.image.size();
         shape[0] = k as i64;
-        let noise = Tensor::from_slice(&noise).view(shape.as_slice()).to_device(self.image.device());
+        let noise = Tensor::from_slice(&noise)
+            .view(shape.as_slice())
+            .to_device(self.image.device());
         &self.image + noise
     }
 }
@@ -189,7 +212,12 @@ struct Moments {
 impl Moments {
     fn new(like: &Tensor) -> Self {
         let z = || Tensor::zeros(like.size(), (Kind::Double, like.device()));
-        Moments { n: 0.0, mean: z(), sum_sq: z(), m2: z() }
+        Moments {
+            n: 0.0,
+            mean: z(),
+            sum_sq: z(),
+            m2: z(),
+        }
     }
 
     /// Adds a batch of gradients `[b, C, H, W]` (Chan, Golub and LeVeque's
@@ -198,7 +226,9 @@ impl Moments {
         let g = g.to_kind(Kind::Double);
         let nb = g.size()[0] as f64;
         let mean_b = g.mean_dim(0, true, Kind::Double);
-        let m2_b = (&g - &mean_b).square().sum_dim_intlist(0, true, Kind::Double);
+        let m2_b = (&g - &mean_b)
+            .square()
+            .sum_dim_intlist(0, true, Kind::Double);
         self.sum_sq += g.square().sum_dim_intlist(0, true, Kind::Double);
         let n = self.n + nb;
         let delta = &mean_b - &self.mean;
@@ -232,7 +262,11 @@ pub fn smoothgrad<M: ModuleT + ?Sized>(
     check_batch("smoothgrad", x)?;
     let n = x.size()[0] as usize;
     if targets.len() != n {
-        return Err(Error::shape("smoothgrad", format!("{n} target classes"), format!("{}", targets.len())));
+        return Err(Error::shape(
+            "smoothgrad",
+            format!("{n} target classes"),
+            format!("{}", targets.len()),
+        ));
     }
     let (mut means, mut squares, mut variances, mut sigmas) = (vec![], vec![], vec![], vec![]);
     for (i, &target) in targets.iter().enumerate() {
@@ -297,8 +331,12 @@ mod tests {
     #[test]
     fn noise_has_the_requested_scale_and_is_batch_invariant() {
         // Range of the image is 2 (from -1 to 1), noise level 0.25 -> sigma 0.5.
-        let img = Tensor::from_slice(&[-1.0f32, 1.0]).view([1, 1, 1, 2]).repeat([1, 1, 100, 50]);
-        let cfg = SmoothGradConfig::default().with_noise_level(0.25).with_seed(7);
+        let img = Tensor::from_slice(&[-1.0f32, 1.0])
+            .view([1, 1, 1, 2])
+            .repeat([1, 1, 100, 50]);
+        let cfg = SmoothGradConfig::default()
+            .with_noise_level(0.25)
+            .with_seed(7);
         let mut a = NoiseSamples::new(&img, 3, &cfg).unwrap();
         assert!((a.sigma() - 0.5).abs() < 1e-12);
         let whole = a.next_batch(4);

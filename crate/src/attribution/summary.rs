@@ -51,7 +51,11 @@ impl Summary {
 
 fn check4(op: &'static str, g: &Tensor) -> Result<()> {
     if g.dim() != 4 {
-        return Err(Error::shape(op, "an attribution [N, C, H, W]", format!("{:?}", g.size())));
+        return Err(Error::shape(
+            op,
+            "an attribution [N, C, H, W]",
+            format!("{:?}", g.size()),
+        ));
     }
     Ok(())
 }

@@ -33,7 +33,11 @@ use crate::model::{check_batch, forward, targets_index};
 /// assert_eq!(grad.size(), [25, 3, 224, 224]);
 /// # Ok::<(), saliency_lab::Error>(())
 /// ```
-pub fn vanilla_gradient<M: ModuleT + ?Sized>(model: &M, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
+pub fn vanilla_gradient<M: ModuleT + ?Sized>(
+    model: &M,
+    x: &Tensor,
+    targets: &[i64],
+) -> Result<Tensor> {
     check_batch("vanilla_gradient", x)?;
     let input = x.detach().set_requires_grad(true);
     let scores = forward(model, &input)?;

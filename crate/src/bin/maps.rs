@@ -162,14 +162,19 @@ fn run(args: &Args) -> Result<()> {
             (Tensor::cat(&g, 0), Tensor::cat(&m, 0), Tensor::cat(&ma, 0))
         }
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::Io { path: args.out.clone(), source: e })?;
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
+        path: args.out.clone(),
+        source: e,
+    })?;
     write_npy_f32(args.out.join("grad.npy"), &grad)?;
     write_npy_f32(args.out.join("max.npy"), &max)?;
     write_npy_f32(args.out.join("maxabs.npy"), &maxabs)?;
     write_npy_f32(args.out.join("scores.npy"), &scores)?;
     let path = args.out.join("targets.npy");
-    ndarray_npy::write_npy(&path, &Array1::from(targets.clone()))
-        .map_err(|e| Error::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
+    ndarray_npy::write_npy(&path, &Array1::from(targets.clone())).map_err(|e| Error::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     println!(
         "{:?} maps of {} image(s) written to {}",
         args.method,
@@ -192,7 +197,10 @@ fn main() -> ExitCode {
         Ok(()) => {
             if args.stats {
                 let rss = peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
-                println!("wall time {:.2} s, peak RSS {rss}", start.elapsed().as_secs_f64());
+                println!(
+                    "wall time {:.2} s, peak RSS {rss}",
+                    start.elapsed().as_secs_f64()
+                );
             }
             ExitCode::SUCCESS
         }

@@ -189,16 +189,23 @@ pub fn load_imagenet_val(path: impl AsRef<Path>) -> Result<ImagenetVal> {
     let (names_bytes, names_path) = member("label_map")?;
 
     let images = Array4::<u8>::read_npy(x_bytes.as_slice()).map_err(|e| {
-        Error::format(&x_path, format!("expected a 4-D uint8 array [N, H, W, 3]: {e}"))
+        Error::format(
+            &x_path,
+            format!("expected a 4-D uint8 array [N, H, W, 3]: {e}"),
+        )
     })?;
     let labels = ndarray::Array1::<i64>::read_npy(y_bytes.as_slice())
         .map_err(|e| Error::format(&y_path, format!("expected a 1-D int64 array: {e}")))?
         .to_vec();
-    let class_names = pickle::class_names_from_pickle(npy_payload(&names_bytes, &names_path)?, &names_path)?;
+    let class_names =
+        pickle::class_names_from_pickle(npy_payload(&names_bytes, &names_path)?, &names_path)?;
 
     let shape = images.shape();
     if shape[3] != 3 {
-        return Err(Error::format(&x_path, format!("expected 3 colour channels, shape is {shape:?}")));
+        return Err(Error::format(
+            &x_path,
+            format!("expected 3 colour channels, shape is {shape:?}"),
+        ));
     }
     if shape[0] != labels.len() {
         return Err(Error::format(
@@ -245,7 +252,10 @@ fn npy_payload<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a [u8]> {
     if !header.contains("'descr': '|O'") || !header.contains("'shape': ()") {
         return Err(Error::format(
             path,
-            format!("expected a pickled 0-d object array, header is {}", header.trim()),
+            format!(
+                "expected a pickled 0-d object array, header is {}",
+                header.trim()
+            ),
         ));
     }
     Ok(&bytes[start + header_len..])

@@ -24,7 +24,10 @@ enum Value {
     Dict(Vec<(Value, Value)>),
     Global(String, String),
     /// `numpy.dtype(name)`, with its byte order once `BUILD` has set it.
-    Dtype { name: String, big_endian: bool },
+    Dtype {
+        name: String,
+        big_endian: bool,
+    },
     /// `numpy.ndarray` under reconstruction; `items` is its object payload.
     Array(Vec<Value>),
     Mark,
@@ -38,20 +41,35 @@ enum Value {
 ///
 /// `path` only names the source in error messages.
 pub(crate) fn class_names_from_pickle(bytes: &[u8], path: &Path) -> Result<Vec<String>> {
-    let value = Unpickler { bytes, pos: 0, path }.run()?;
+    let value = Unpickler {
+        bytes,
+        pos: 0,
+        path,
+    }
+    .run()?;
     let bad = |what: String| Error::format(path, what);
     let dict = match value {
         Value::Array(mut items) if items.len() == 1 => items.remove(0),
         Value::Dict(_) => value,
-        other => return Err(bad(format!("expected a 0-d object array, found {}", kind(&other)))),
+        other => {
+            return Err(bad(format!(
+                "expected a 0-d object array, found {}",
+                kind(&other)
+            )))
+        }
     };
     let Value::Dict(entries) = dict else {
-        return Err(bad(format!("expected a dict of class names, found {}", kind(&dict))));
+        return Err(bad(format!(
+            "expected a dict of class names, found {}",
+            kind(&dict)
+        )));
     };
     let mut by_index = std::collections::BTreeMap::new();
     for (key, value) in entries {
         let (Value::Int(k), Value::Str(name)) = (&key, value) else {
-            return Err(bad(format!("expected int -> str entries, found key {key:?}")));
+            return Err(bad(format!(
+                "expected int -> str entries, found key {key:?}"
+            )));
         };
         let k = usize::try_from(*k)
             .ok()
@@ -148,7 +166,9 @@ impl<'a> Unpickler<'a> {
                     self.take(8)?; // FRAME: a length hint.
                 }
                 b'.' => {
-                    return stack.pop().ok_or_else(|| self.err("STOP on an empty stack"));
+                    return stack
+                        .pop()
+                        .ok_or_else(|| self.err("STOP on an empty stack"));
                 }
                 b'(' => stack.push(Value::Mark),
                 b'N' => stack.push(Value::None),
@@ -323,7 +343,9 @@ impl<'a> Unpickler<'a> {
     }
 
     fn put(&self, stack: &[Value], memo: &mut Vec<Option<Value>>, i: usize) -> Result<()> {
-        let top = stack.last().ok_or_else(|| self.err("PUT on an empty stack"))?;
+        let top = stack
+            .last()
+            .ok_or_else(|| self.err("PUT on an empty stack"))?;
         if i > 1 << 24 {
             return Err(self.err(format!("memo index {i} too large")));
         }
@@ -394,7 +416,10 @@ impl<'a> Unpickler<'a> {
                 .map(Value::Str)
                 .map_err(|u| self.err(format!("invalid code point {u:#x} in {dtype}")));
         }
-        if let Some(width) = dtype.strip_prefix('i').and_then(|w| w.parse::<usize>().ok()) {
+        if let Some(width) = dtype
+            .strip_prefix('i')
+            .and_then(|w| w.parse::<usize>().ok())
+        {
             if raw.len() == width && width <= 8 {
                 let mut buf = [0u8; 8];
                 if big_endian {
@@ -402,7 +427,9 @@ impl<'a> Unpickler<'a> {
                     return Ok(Value::Int(i64::from_be_bytes(buf) >> (64 - 8 * width)));
                 }
                 buf[..width].copy_from_slice(raw);
-                return Ok(Value::Int(i64::from_le_bytes(buf) << (64 - 8 * width) >> (64 - 8 * width)));
+                return Ok(Value::Int(
+                    i64::from_le_bytes(buf) << (64 - 8 * width) >> (64 - 8 * width),
+                ));
             }
         }
         Err(self.err(format!("unsupported numpy scalar of dtype {dtype}")))
@@ -438,7 +465,8 @@ mod tests {
     }
 
     // pickle.dumps({1: 'b', 0: 'a'}, protocol=2)
-    const PLAIN_DICT: &[u8] = b"\x80\x02}q\x00(K\x01X\x01\x00\x00\x00bq\x01K\x00X\x01\x00\x00\x00aq\x02u.";
+    const PLAIN_DICT: &[u8] =
+        b"\x80\x02}q\x00(K\x01X\x01\x00\x00\x00bq\x01K\x00X\x01\x00\x00\x00aq\x02u.";
 
     #[test]
     fn plain_dict_of_strings() {
@@ -449,7 +477,10 @@ mod tests {
     fn truncated_stream_is_an_error_naming_the_byte() {
         let err = names(&PLAIN_DICT[..PLAIN_DICT.len() - 3]).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("test.pkl") && msg.contains("truncated"), "{msg}");
+        assert!(
+            msg.contains("test.pkl") && msg.contains("truncated"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -478,10 +509,19 @@ mod tests {
             pos: 0,
             path: Path::new("x"),
         };
-        let raw: Vec<u8> = "hé".chars().flat_map(|c| (c as u32).to_le_bytes()).collect();
+        let raw: Vec<u8> = "hé"
+            .chars()
+            .flat_map(|c| (c as u32).to_le_bytes())
+            .collect();
         let mut padded = raw.clone();
         padded.extend([0u8; 4]);
-        assert_eq!(u.scalar("U3", false, &padded).unwrap(), Value::Str("hé".into()));
-        assert_eq!(u.scalar("i8", false, &(-5i64).to_le_bytes()).unwrap(), Value::Int(-5));
+        assert_eq!(
+            u.scalar("U3", false, &padded).unwrap(),
+            Value::Str("hé".into())
+        );
+        assert_eq!(
+            u.scalar("i8", false, &(-5i64).to_le_bytes()).unwrap(),
+            Value::Int(-5)
+        );
     }
 }

@@ -31,7 +31,11 @@ impl Colormap {
     /// `lut[min(int(x * 256), 255)]`, components truncated to `u8`).
     #[must_use]
     pub fn color(self, x: f64) -> Rgb {
-        let i = if x.is_nan() { 0 } else { ((x.clamp(0.0, 1.0) * N as f64) as usize).min(N - 1) };
+        let i = if x.is_nan() {
+            0
+        } else {
+            ((x.clamp(0.0, 1.0) * N as f64) as usize).min(N - 1)
+        };
         self.lut()[i]
     }
 
@@ -62,14 +66,34 @@ impl Colormap {
             // as seaborn.palettes computes them.
             Colormap::LabDiverging => diverging(
                 [0.917_631_344_726_005_3, 0.0, 0.393_773_095_486_556_1],
-                [0.186_354_831_056_781_44, 0.134_446_988_868_282_35, 0.143_818_064_335_971_3],
-                [0.185_950_289_710_435_56, 0.134_539_330_386_437_76, 0.144_521_868_487_955_76],
+                [
+                    0.186_354_831_056_781_44,
+                    0.134_446_988_868_282_35,
+                    0.143_818_064_335_971_3,
+                ],
+                [
+                    0.185_950_289_710_435_56,
+                    0.134_539_330_386_437_76,
+                    0.144_521_868_487_955_76,
+                ],
                 [0.916_010_427_233_730_3, 0.0, 0.407_553_280_414_777_2],
             ),
             Colormap::BlueRed => diverging(
-                [1.961_638_039_305_491_2e-5, 0.495_366_096_608_053_6, 0.717_370_351_469_080_9],
-                [0.136_685_829_807_210_42, 0.149_185_954_973_908_1, 0.163_476_161_674_039_83],
-                [0.190_992_045_346_480_37, 0.133_368_292_960_834_55, 0.135_361_400_966_881_4],
+                [
+                    1.961_638_039_305_491_2e-5,
+                    0.495_366_096_608_053_6,
+                    0.717_370_351_469_080_9,
+                ],
+                [
+                    0.136_685_829_807_210_42,
+                    0.149_185_954_973_908_1,
+                    0.163_476_161_674_039_83,
+                ],
+                [
+                    0.190_992_045_346_480_37,
+                    0.133_368_292_960_834_55,
+                    0.135_361_400_966_881_4,
+                ],
                 [0.934_785_807_220_174_6, 0.0, 0.170_846_012_687_033_14],
             ),
         }
@@ -96,7 +120,11 @@ fn segments(channels: [&[(f64, f64)]; 3]) -> Vec<[f64; 3]> {
 }
 
 fn interp(pts: &[(f64, f64)], x: f64) -> f64 {
-    let j = pts.iter().position(|&(px, _)| px >= x).unwrap_or(pts.len() - 1).max(1);
+    let j = pts
+        .iter()
+        .position(|&(px, _)| px >= x)
+        .unwrap_or(pts.len() - 1)
+        .max(1);
     let ((x0, y0), (x1, y1)) = (pts[j - 1], pts[j]);
     y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 }
@@ -109,14 +137,22 @@ fn from_list_sampled(colors: &[[f64; 3]], n: usize) -> Vec<[f64; 3]> {
         .map(|i| {
             let x = i as f64 / (N - 1) as f64;
             let pts = |c: usize| -> Vec<(f64, f64)> {
-                colors.iter().enumerate().map(|(k, col)| (k as f64 / m as f64, col[c])).collect()
+                colors
+                    .iter()
+                    .enumerate()
+                    .map(|(k, col)| (k as f64 / m as f64, col[c]))
+                    .collect()
             };
             [interp(&pts(0), x), interp(&pts(1), x), interp(&pts(2), x)]
         })
         .collect();
     (0..n)
         .map(|k| {
-            let x = if n == 1 { 0.0 } else { k as f64 / (n - 1) as f64 };
+            let x = if n == 1 {
+                0.0
+            } else {
+                k as f64 / (n - 1) as f64
+            };
             lut[((x * N as f64) as usize).min(N - 1)]
         })
         .collect()
@@ -126,7 +162,12 @@ fn from_list_sampled(colors: &[[f64; 3]], n: usize) -> Vec<[f64; 3]> {
 /// colours from the negative end to its dark grey, the centre
 /// `(.133, .133, .133)`, 128 from the positive dark grey to the positive end,
 /// blended into one map.
-fn diverging(neg: [f64; 3], neg_dark: [f64; 3], pos_dark: [f64; 3], pos: [f64; 3]) -> Vec<[f64; 3]> {
+fn diverging(
+    neg: [f64; 3],
+    neg_dark: [f64; 3],
+    pos_dark: [f64; 3],
+    pos: [f64; 3],
+) -> Vec<[f64; 3]> {
     let mut colors = from_list_sampled(&[neg, neg_dark], 128);
     colors.push([0.133; 3]);
     colors.extend(from_list_sampled(&[pos_dark, pos], 128));
@@ -150,10 +191,16 @@ mod tests {
     fn lab_diverging_is_dark_in_the_middle_and_crimson_at_both_ends() {
         let mid = Colormap::LabDiverging.color(0.5);
         assert!(mid.iter().all(|&c| c < 45), "{mid:?}");
-        let (lo, hi) = (Colormap::LabDiverging.color(0.0), Colormap::LabDiverging.color(1.0));
+        let (lo, hi) = (
+            Colormap::LabDiverging.color(0.0),
+            Colormap::LabDiverging.color(1.0),
+        );
         assert_eq!(lo, [233, 0, 100]); // seaborn: (0.9176, 0, 0.3938)
         assert_eq!(hi, [233, 0, 103]); // seaborn: (0.9160, 0, 0.4076)
         let (b, r) = (Colormap::BlueRed.color(0.0), Colormap::BlueRed.color(1.0));
-        assert!(b[2] > 150 && b[0] < 10 && r[0] > 200 && r[2] < 60, "{b:?} {r:?}");
+        assert!(
+            b[2] > 150 && b[0] < 10 && r[0] > 200 && r[2] < 60,
+            "{b:?} {r:?}"
+        );
     }
 }

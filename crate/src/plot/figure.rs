@@ -88,7 +88,12 @@ impl Figure {
         let mut out = Vec::new();
         // The strongest compression: a notebook page holds many figures.
         PngEncoder::new_with_quality(&mut out, CompressionType::Best, FilterType::Adaptive)
-            .write_image(&self.rgb, self.width, self.height, image::ExtendedColorType::Rgb8)
+            .write_image(
+                &self.rgb,
+                self.width,
+                self.height,
+                image::ExtendedColorType::Rgb8,
+            )
             .map_err(|e| Error::Plot(format!("PNG encoding: {e}")))?;
         Ok(out)
     }
@@ -109,7 +114,9 @@ impl Figure {
     /// [`Error::Plot`] if encoding fails.
     pub fn evcxr_content(&self) -> Result<String> {
         let b64 = base64::engine::general_purpose::STANDARD.encode(self.to_png()?);
-        Ok(format!("EVCXR_BEGIN_CONTENT image/png\n{b64}\nEVCXR_END_CONTENT"))
+        Ok(format!(
+            "EVCXR_BEGIN_CONTENT image/png\n{b64}\nEVCXR_END_CONTENT"
+        ))
     }
 
     /// Shows the figure inline in an evcxr notebook (evcxr calls this for a

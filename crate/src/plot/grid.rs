@@ -99,14 +99,18 @@ impl Panel {
 
     fn title(&self) -> &str {
         match self {
-            Panel::Image { title, .. } | Panel::Map { title, .. } | Panel::Overlay { title, .. } => title,
+            Panel::Image { title, .. }
+            | Panel::Map { title, .. }
+            | Panel::Overlay { title, .. } => title,
             Panel::Empty => "",
         }
     }
 
     fn values(&self) -> Option<(ArrayView2<'_, f32>, Colormap)> {
         match self {
-            Panel::Map { map, cmap, .. } | Panel::Overlay { map, cmap, .. } => Some((map.view(), *cmap)),
+            Panel::Map { map, cmap, .. } | Panel::Overlay { map, cmap, .. } => {
+                Some((map.view(), *cmap))
+            }
             _ => None,
         }
     }
@@ -229,7 +233,10 @@ impl Grid {
         match self.scale {
             Scale::Fixed(lo, hi) => (lo, hi),
             Scale::PerMap => value_range(std::iter::once(map), cmap),
-            Scale::Shared => value_range(self.panels.iter().filter_map(|p| p.values().map(|v| v.0)), cmap),
+            Scale::Shared => value_range(
+                self.panels.iter().filter_map(|p| p.values().map(|v| v.0)),
+                cmap,
+            ),
         }
     }
 
@@ -240,22 +247,43 @@ impl Grid {
     /// text fails.
     pub fn render(&self) -> Result<Figure> {
         if self.rows == 0 || self.cols == 0 {
-            return Err(Error::parameter("Grid", "rows x cols", format!("{}x{}", self.rows, self.cols), "must be at least 1x1"));
+            return Err(Error::parameter(
+                "Grid",
+                "rows x cols",
+                format!("{}x{}", self.rows, self.cols),
+                "must be at least 1x1",
+            ));
         }
         let per_map_bar = self.colorbar && self.scale == Scale::PerMap;
         let shared_bar = self.colorbar && self.scale != Scale::PerMap;
         let col_w = self.cell + if per_map_bar { BAR_W + BAR_LABELS_W } else { 0 };
-        let top = PAD + if self.suptitle.is_some() { SUPTITLE_H } else { 0 };
+        let top = PAD
+            + if self.suptitle.is_some() {
+                SUPTITLE_H
+            } else {
+                0
+            };
         let row_h = TITLE_H + self.cell;
         let width = 2 * PAD
             + self.cols as u32 * col_w
             + (self.cols as u32 - 1) * GAP
-            + if shared_bar { GAP + BAR_W + BAR_LABELS_W } else { 0 };
+            + if shared_bar {
+                GAP + BAR_W + BAR_LABELS_W
+            } else {
+                0
+            };
         let height = top + self.rows as u32 * row_h + (self.rows as u32 - 1) * GAP / 2 + PAD;
         let mut fig = Figure::blank(width, height);
         let mut texts: Vec<Label> = Vec::new();
         if let Some(s) = &self.suptitle {
-            texts.push(Label::centred(s, width / 2, PAD + 6, 22.0, width - 2 * PAD, true));
+            texts.push(Label::centred(
+                s,
+                width / 2,
+                PAD + 6,
+                22.0,
+                width - 2 * PAD,
+                true,
+            ));
         }
         let mut bars = Vec::new();
         for r in 0..self.rows {
@@ -265,11 +293,20 @@ impl Grid {
                 let y0 = top + r as u32 * (row_h + GAP / 2);
                 let (ix, iy) = (x0, y0 + TITLE_H);
                 if !panel.title().is_empty() {
-                    texts.push(Label::centred(panel.title(), x0 + self.cell / 2, y0 + 4, TITLE_FONT, self.cell + GAP, false));
+                    texts.push(Label::centred(
+                        panel.title(),
+                        x0 + self.cell / 2,
+                        y0 + 4,
+                        TITLE_FONT,
+                        self.cell + GAP,
+                        false,
+                    ));
                 }
                 match panel {
                     Panel::Empty => {}
-                    Panel::Image { image, .. } => blit_image(&mut fig, image.view(), ix, iy, self.cell),
+                    Panel::Image { image, .. } => {
+                        blit_image(&mut fig, image.view(), ix, iy, self.cell)
+                    }
                     Panel::Map { map, cmap, .. } => {
                         let range = self.range_of(map.view(), *cmap);
                         blit_map(&mut fig, map.view(), *cmap, range, ix, iy, self.cell);
@@ -277,10 +314,25 @@ impl Grid {
                             bars.push((ix + self.cell + 6, iy, self.cell, *cmap, range));
                         }
                     }
-                    Panel::Overlay { image, map, cmap, alpha, .. } => {
+                    Panel::Overlay {
+                        image,
+                        map,
+                        cmap,
+                        alpha,
+                        ..
+                    } => {
                         let range = self.range_of(map.view(), *cmap);
                         blit_image(&mut fig, image.view(), ix, iy, self.cell);
-                        blend_map(&mut fig, map.view(), *cmap, range, *alpha, ix, iy, self.cell);
+                        blend_map(
+                            &mut fig,
+                            map.view(),
+                            *cmap,
+                            range,
+                            *alpha,
+                            ix,
+                            iy,
+                            self.cell,
+                        );
                         if per_map_bar {
                             bars.push((ix + self.cell + 6, iy, self.cell, *cmap, range));
                         }
@@ -338,7 +390,10 @@ fn normalise(v: f32, (lo, hi): (f32, f32)) -> f64 {
 /// source pixel, or `None` outside the image.
 fn fit(h: usize, w: usize, cell: u32) -> impl Iterator<Item = (u32, u32, usize, usize)> {
     let scale = f64::from(cell) / h.max(w) as f64;
-    let (dh, dw) = (((h as f64) * scale).round() as u32, ((w as f64) * scale).round() as u32);
+    let (dh, dw) = (
+        ((h as f64) * scale).round() as u32,
+        ((w as f64) * scale).round() as u32,
+    );
     let (ox, oy) = ((cell - dw) / 2, (cell - dh) / 2);
     (0..dh).flat_map(move |y| {
         (0..dw).map(move |x| {
@@ -362,7 +417,15 @@ fn blit_image(fig: &mut Figure, image: ArrayView3<'_, u8>, x0: u32, y0: u32, cel
     }
 }
 
-fn blit_map(fig: &mut Figure, map: ArrayView2<'_, f32>, cmap: Colormap, range: (f32, f32), x0: u32, y0: u32, cell: u32) {
+fn blit_map(
+    fig: &mut Figure,
+    map: ArrayView2<'_, f32>,
+    cmap: Colormap,
+    range: (f32, f32),
+    x0: u32,
+    y0: u32,
+    cell: u32,
+) {
     let (h, w) = map.dim();
     for (x, y, sy, sx) in fit(h, w, cell) {
         fig.put(x0 + x, y0 + y, cmap.color(normalise(map[[sy, sx]], range)));
@@ -384,14 +447,30 @@ fn blend_map(
     for (x, y, sy, sx) in fit(h, w, cell) {
         let under = fig.pixel(x0 + x, y0 + y).unwrap_or([255; 3]);
         let over = cmap.color(normalise(map[[sy, sx]], range));
-        let mix = |a: u8, b: u8| (f32::from(a) * (1.0 - alpha) + f32::from(b) * alpha).round() as u8;
-        fig.put(x0 + x, y0 + y, [mix(under[0], over[0]), mix(under[1], over[1]), mix(under[2], over[2])]);
+        let mix =
+            |a: u8, b: u8| (f32::from(a) * (1.0 - alpha) + f32::from(b) * alpha).round() as u8;
+        fig.put(
+            x0 + x,
+            y0 + y,
+            [
+                mix(under[0], over[0]),
+                mix(under[1], over[1]),
+                mix(under[2], over[2]),
+            ],
+        );
     }
 }
 
 /// Draws a vertical colour bar (high values at the top) and returns its
 /// tick labels.
-fn draw_colorbar(fig: &mut Figure, x0: u32, y0: u32, h: u32, cmap: Colormap, (lo, hi): (f32, f32)) -> Vec<Label> {
+fn draw_colorbar(
+    fig: &mut Figure,
+    x0: u32,
+    y0: u32,
+    h: u32,
+    cmap: Colormap,
+    (lo, hi): (f32, f32),
+) -> Vec<Label> {
     for y in 0..h {
         let t = 1.0 - f64::from(y) / f64::from((h - 1).max(1));
         let c = cmap.color(t);
@@ -399,7 +478,11 @@ fn draw_colorbar(fig: &mut Figure, x0: u32, y0: u32, h: u32, cmap: Colormap, (lo
             fig.put(x0 + x, y0 + y, c);
         }
     }
-    let ticks = if cmap.is_diverging() { vec![lo, 0.0, hi] } else { vec![lo, (lo + hi) / 2.0, hi] };
+    let ticks = if cmap.is_diverging() {
+        vec![lo, 0.0, hi]
+    } else {
+        vec![lo, (lo + hi) / 2.0, hi]
+    };
     ticks
         .into_iter()
         .map(|v| {
@@ -428,7 +511,10 @@ pub(crate) fn format_tick(v: f32) -> String {
     if a == 0.0 {
         "0".into()
     } else if (0.01..1000.0).contains(&a) {
-        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     } else {
         format!("{v:.1e}")
     }
@@ -463,7 +549,11 @@ impl Label {
 pub(crate) fn ensure_fonts() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
         let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold());
     });
 }
@@ -478,13 +568,24 @@ pub(crate) fn draw_labels(fig: &mut Figure, labels: &[Label]) -> Result<()> {
     let plot_err = |e: &dyn std::fmt::Display| Error::Plot(e.to_string());
     for l in labels {
         let style_of = |size: f64| {
-            let f = FontDesc::new(FontFamily::SansSerif, size, if l.bold { FontStyle::Bold } else { FontStyle::Normal });
+            let f = FontDesc::new(
+                FontFamily::SansSerif,
+                size,
+                if l.bold {
+                    FontStyle::Bold
+                } else {
+                    FontStyle::Normal
+                },
+            );
             let anchor = Pos::new(if l.centre { HPos::Center } else { HPos::Left }, VPos::Top);
             TextStyle::from(f).color(&BLACK).pos(anchor)
         };
         let mut size = l.size;
         let mut text = l.text.clone();
-        let fits = |t: &str, s: f64| root.estimate_text_size(t, &style_of(s)).map(|(tw, _)| tw <= l.max_w);
+        let fits = |t: &str, s: f64| {
+            root.estimate_text_size(t, &style_of(s))
+                .map(|(tw, _)| tw <= l.max_w)
+        };
         while !fits(&text, size).map_err(|e| plot_err(&e))? {
             if size > 11.0 {
                 size -= 1.0;
@@ -519,7 +620,13 @@ mod tests {
     #[test]
     fn diverging_range_is_symmetric() {
         let m = ndarray::array![[-1.0f32, 3.0]];
-        assert_eq!(value_range(std::iter::once(m.view()), Colormap::LabDiverging), (-3.0, 3.0));
-        assert_eq!(value_range(std::iter::once(m.view()), Colormap::Hot), (-1.0, 3.0));
+        assert_eq!(
+            value_range(std::iter::once(m.view()), Colormap::LabDiverging),
+            (-3.0, 3.0)
+        );
+        assert_eq!(
+            value_range(std::iter::once(m.view()), Colormap::Hot),
+            (-1.0, 3.0)
+        );
     }
 }

@@ -19,16 +19,34 @@ const C0: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 /// [`Error::Parameter`] for no finite values or zero bins.
 pub fn density(values: &[f32], bins: usize) -> Result<(Vec<f64>, Vec<f64>)> {
     if bins == 0 {
-        return Err(Error::parameter("histogram", "bins", 0, "must be at least 1"));
+        return Err(Error::parameter(
+            "histogram",
+            "bins",
+            0,
+            "must be at least 1",
+        ));
     }
-    let finite: Vec<f64> = values.iter().filter(|v| v.is_finite()).map(|&v| f64::from(v)).collect();
+    let finite: Vec<f64> = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| f64::from(v))
+        .collect();
     if finite.is_empty() {
-        return Err(Error::parameter("histogram", "values", "no finite value", "need data to count"));
+        return Err(Error::parameter(
+            "histogram",
+            "values",
+            "no finite value",
+            "need data to count",
+        ));
     }
     let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     // numpy widens a flat range to (v - 0.5, v + 0.5).
-    let (lo, hi) = if hi == lo { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
+    let (lo, hi) = if hi == lo {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo, hi)
+    };
     let width = (hi - lo) / bins as f64;
     let edges: Vec<f64> = (0..=bins).map(|i| lo + width * i as f64).collect();
     let mut counts = vec![0usize; bins];
@@ -37,7 +55,10 @@ pub fn density(values: &[f32], bins: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         counts[i] += 1;
     }
     let n = finite.len() as f64;
-    Ok((edges, counts.into_iter().map(|c| c as f64 / (n * width)).collect()))
+    Ok((
+        edges,
+        counts.into_iter().map(|c| c as f64 / (n * width)).collect(),
+    ))
 }
 
 /// The lab's histogram figure: the density of all values of `values` (any
@@ -52,11 +73,23 @@ pub fn histogram(values: &Tensor, bins: usize, x_range: (f64, f64), title: &str)
     let v: Vec<f32> = v.iter().copied().collect();
     let (edges, dens) = density(&v, bins)?;
     let (x0, x1) = x_range;
-    if !(x1 > x0) {
-        return Err(Error::parameter("histogram", "x_range", format!("({x0}, {x1})"), "must be increasing"));
+    if x1.partial_cmp(&x0) != Some(std::cmp::Ordering::Greater) {
+        return Err(Error::parameter(
+            "histogram",
+            "x_range",
+            format!("({x0}, {x1})"),
+            "must be increasing",
+        ));
     }
-    let visible = edges.windows(2).zip(&dens).filter(|(e, _)| e[1] > x0 && e[0] < x1);
-    let y_max = visible.map(|(_, &d)| d).fold(0.0, f64::max).max(f64::MIN_POSITIVE) * 1.05;
+    let visible = edges
+        .windows(2)
+        .zip(&dens)
+        .filter(|(e, _)| e[1] > x0 && e[0] < x1);
+    let y_max = visible
+        .map(|(_, &d)| d)
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE)
+        * 1.05;
     ensure_fonts();
     let (w, h) = (720u32, 440u32);
     let mut fig = Figure::blank(w, h);
@@ -81,9 +114,15 @@ pub fn histogram(values: &Tensor, bins: usize, x_range: (f64, f64), title: &str)
             .draw()
             .map_err(|e| err(&e))?;
         chart
-            .draw_series(edges.windows(2).zip(&dens).filter(|(e, d)| **d > 0.0 && e[1] > x0 && e[0] < x1).map(
-                |(e, &d)| Rectangle::new([(e[0].max(x0), 0.0), (e[1].min(x1), d)], C0.filled()),
-            ))
+            .draw_series(
+                edges
+                    .windows(2)
+                    .zip(&dens)
+                    .filter(|(e, d)| **d > 0.0 && e[1] > x0 && e[0] < x1)
+                    .map(|(e, &d)| {
+                        Rectangle::new([(e[0].max(x0), 0.0), (e[1].min(x1), d)], C0.filled())
+                    }),
+            )
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }

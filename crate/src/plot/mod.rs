@@ -39,7 +39,11 @@ fn check_count(op: &'static str, n: usize, what: &str, got: usize) -> Result<()>
 fn count_maps(op: &'static str, maps: &Tensor) -> Result<usize> {
     match maps.size()[..] {
         [n, _, _] => Ok(n as usize),
-        _ => Err(Error::shape(op, "maps [N, H, W]", format!("{:?}", maps.size()))),
+        _ => Err(Error::shape(
+            op,
+            "maps [N, H, W]",
+            format!("{:?}", maps.size()),
+        )),
     }
 }
 
@@ -90,7 +94,12 @@ pub fn saliency_grid<S: AsRef<str>>(
     shared_scale: bool,
 ) -> Result<Figure> {
     let n = images.shape()[0];
-    check_count("saliency_grid", n, "maps", count_maps("saliency_grid", maps)?)?;
+    check_count(
+        "saliency_grid",
+        n,
+        "maps",
+        count_maps("saliency_grid", maps)?,
+    )?;
     check_count("saliency_grid", n, "titles", titles.len())?;
     let mut g = Grid::new(2, n.max(1));
     for (i, img) in images.axis_iter(Axis(0)).enumerate() {
@@ -121,15 +130,29 @@ pub fn homework_grid<S: AsRef<str>>(
 ) -> Result<Figure> {
     let n = inputs.shape()[0];
     check_count("homework_grid", n, "titles", input_titles.len())?;
-    check_count("homework_grid", n, "maps", count_maps("homework_grid", maps)?)?;
+    check_count(
+        "homework_grid",
+        n,
+        "maps",
+        count_maps("homework_grid", maps)?,
+    )?;
     let mut g = Grid::new(3, n.max(1)).with_suptitle(suptitle);
     for (i, img) in inputs.axis_iter(Axis(0)).enumerate() {
         let map_title = if i == 0 { "Saliency maps" } else { "" };
         g = g
             .with_panel(0, i, Panel::image(img, input_titles[i].as_ref()))
-            .with_panel(1, i, Panel::map(&maps.get(i as i64), Colormap::Hot, map_title)?);
+            .with_panel(
+                1,
+                i,
+                Panel::map(&maps.get(i as i64), Colormap::Hot, map_title)?,
+            );
     }
-    g.with_panel(2, 0, Panel::map(average, Colormap::Hot, "Averaged saliency map")?).render()
+    g.with_panel(
+        2,
+        0,
+        Panel::map(average, Colormap::Hot, "Averaged saliency map")?,
+    )
+    .render()
 }
 
 /// Beyond the lab: each image with its map blended over it (`alpha` 0.6),
@@ -137,13 +160,27 @@ pub fn homework_grid<S: AsRef<str>>(
 ///
 /// # Errors
 /// [`Error::Shape`] if the counts or sizes differ.
-pub fn overlay_grid<S: AsRef<str>>(images: ArrayView4<'_, u8>, maps: &Tensor, titles: &[S]) -> Result<Figure> {
+pub fn overlay_grid<S: AsRef<str>>(
+    images: ArrayView4<'_, u8>,
+    maps: &Tensor,
+    titles: &[S],
+) -> Result<Figure> {
     let n = images.shape()[0];
     check_count("overlay_grid", n, "maps", count_maps("overlay_grid", maps)?)?;
     check_count("overlay_grid", n, "titles", titles.len())?;
     let mut g = Grid::new(1, n.max(1));
     for (i, img) in images.axis_iter(Axis(0)).enumerate() {
-        g = g.with_panel(0, i, Panel::overlay(img, &maps.get(i as i64), Colormap::Hot, 0.6, titles[i].as_ref())?);
+        g = g.with_panel(
+            0,
+            i,
+            Panel::overlay(
+                img,
+                &maps.get(i as i64),
+                Colormap::Hot,
+                0.6,
+                titles[i].as_ref(),
+            )?,
+        );
     }
     g.render()
 }

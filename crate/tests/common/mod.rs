@@ -40,7 +40,10 @@ pub fn model() -> Model {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The venv's Python (set-up's), where torch, torchvision and scipy are.
@@ -56,7 +59,10 @@ pub fn reference_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let script = repo_root().join("scripts/reference.py");
-        let (data, weights) = (assets::data_path().expect("data"), assets::weights_path().expect("weights"));
+        let (data, weights) = (
+            assets::data_path().expect("data"),
+            assets::weights_path().expect("weights"),
+        );
         let stamp: String = [&script, &data, &weights]
             .iter()
             .map(|p| {
@@ -79,7 +85,9 @@ pub fn reference_dir() -> &'static Path {
             .arg("--out")
             .arg(&fresh)
             .status()
-            .unwrap_or_else(|e| panic!("cannot run {} (run scripts/setup): {e}", python().display()));
+            .unwrap_or_else(|e| {
+                panic!("cannot run {} (run scripts/setup): {e}", python().display())
+            });
         assert!(status.success(), "scripts/reference.py failed");
         std::fs::write(fresh.join("STAMP"), &stamp).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
@@ -102,8 +110,15 @@ pub fn max_rel_error(got: &ArrayD<f32>, want: &ArrayD<f32>) -> f64 {
     let n = want.shape()[0];
     (0..n)
         .map(|i| {
-            let (g, w) = (got.index_axis(ndarray::Axis(0), i), want.index_axis(ndarray::Axis(0), i));
-            let diff: f64 = g.iter().zip(w.iter()).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+            let (g, w) = (
+                got.index_axis(ndarray::Axis(0), i),
+                want.index_axis(ndarray::Axis(0), i),
+            );
+            let diff: f64 = g
+                .iter()
+                .zip(w.iter())
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum();
             let norm: f64 = w.iter().map(|b| f64::from(*b).powi(2)).sum();
             (diff / norm.max(f64::MIN_POSITIVE)).sqrt()
         })
