@@ -183,7 +183,9 @@ mod tests {
         // matplotlib: hot(0) = (0.0416, 0, 0), hot(1) = white.
         assert_eq!(Colormap::Hot.color(0.0), [10, 0, 0]);
         assert_eq!(Colormap::Hot.color(1.0), [255, 255, 255]);
-        assert_eq!(Colormap::Hot.color(0.5)[..2], [255, 94]);
+        // hot(0.5) reads lut[int(0.5 * 256)] = lut[128], at x = 128/255 = 0.502:
+        // green = (0.502 - 0.365079) / (0.746032 - 0.365079) = 0.359 -> 91.
+        assert_eq!(Colormap::Hot.color(0.5)[..2], [255, 91]);
         assert_eq!(Colormap::Gray.color(0.5), [128, 128, 128]);
     }
 

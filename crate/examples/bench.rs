@@ -1,0 +1,153 @@
+//! The Rust side of `scripts/bench.py` (run it through that script, which
+//! times PyTorch and Captum in the same command and prints the ratios).
+//!
+//! ```text
+//! cargo run --release --example bench -- --out DIR [--runs 5] [--sg-runs 2] [--sg-images 25] [--batch 25] [--device cpu]
+//! ```
+//!
+//! Writes `DIR/rust.json` (timings in seconds, peak RSS in MiB) and the maps
+//! it computed (`rust_vanilla.npy`, `rust_smoothgrad.npy`) so the script can
+//! check that the fast answer is also the right one.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use saliency_lab::attribution::{smoothgrad, vanilla_gradient, SmoothGradConfig};
+use saliency_lab::convert::write_npy_f32;
+use saliency_lab::{assets, load_imagenet_val, preprocess_batch, squeezenet1_1, Result};
+use tch::Device;
+
+struct Args {
+    out: PathBuf,
+    runs: usize,
+    sg_runs: usize,
+    sg_images: usize,
+    batch: usize,
+    device: Device,
+    warm_up: bool,
+}
+
+fn parse() -> Args {
+    let mut a = Args {
+        out: PathBuf::from("bench-out"),
+        runs: 5,
+        sg_runs: 2,
+        sg_images: 25,
+        batch: 25,
+        device: Device::Cpu,
+        warm_up: true,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = argv.iter();
+    while let Some(k) = it.next() {
+        let mut v = || it.next().cloned().unwrap_or_default();
+        match k.as_str() {
+            "--out" => a.out = PathBuf::from(v()),
+            "--runs" => a.runs = v().parse().unwrap_or(5),
+            "--sg-runs" => a.sg_runs = v().parse().unwrap_or(2),
+            "--sg-images" => a.sg_images = v().parse().unwrap_or(25),
+            "--batch" => a.batch = v().parse().unwrap_or(25),
+            "--no-warm-up" => a.warm_up = false,
+            "--device" => {
+                a.device = match v().as_str() {
+                    "cuda" => Device::Cuda(0),
+                    _ => Device::Cpu,
+                }
+            }
+            other => eprintln!("bench: ignoring {other}"),
+        }
+    }
+    a
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(String::from)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(_) = device {
+        tch::Cuda::synchronize(0);
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let args = parse();
+    std::fs::create_dir_all(&args.out).map_err(|e| saliency_lab::Error::io(&args.out, e))?;
+    let data = load_imagenet_val(assets::data_path()?)?;
+
+    let t = Instant::now();
+    let model = squeezenet1_1(assets::weights_path()?, args.device)?;
+    if args.warm_up {
+        model.warm_up(2)?;
+    }
+    sync(args.device);
+    let load = t.elapsed().as_secs_f64();
+
+    let x = preprocess_batch(data.images.view())?.to_device(args.device);
+    let mut vanilla = Vec::new();
+    let mut grad = None;
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let g = vanilla_gradient(&model, &x, &data.labels)?;
+        sync(args.device);
+        vanilla.push(t.elapsed().as_secs_f64());
+        grad = Some(g);
+    }
+    if let Some(g) = &grad {
+        write_npy_f32(args.out.join("rust_vanilla.npy"), g)?;
+    }
+    let rss_vanilla = peak_rss_mib();
+
+    let n = args.sg_images.min(data.len());
+    let xs = x.narrow(0, 0, n as i64);
+    let cfg = SmoothGradConfig::default().with_batch_size(args.batch);
+    let mut sg_times = Vec::new();
+    for _ in 0..args.sg_runs {
+        let t = Instant::now();
+        let sg = smoothgrad(&model, &xs, &data.labels[..n], &cfg)?;
+        sync(args.device);
+        sg_times.push(t.elapsed().as_secs_f64());
+        write_npy_f32(args.out.join("rust_smoothgrad.npy"), &sg.mean)?;
+    }
+    let json = format!(
+        concat!(
+            "{{\"device\": \"{:?}\", \"threads\": {}, \"load_s\": {:.4}, \"vanilla_first_s\": {:.4}, ",
+            "\"vanilla_steady_s\": {:.4}, \"vanilla_runs\": {:?}, \"rss_vanilla_mib\": {:.1}, ",
+            "\"sg_images\": {}, \"sg_samples\": {}, \"sg_batch\": {}, \"sg_s\": {:.4}, \"sg_runs\": {:?}, \"rss_mib\": {:.1}}}\n"
+        ),
+        args.device,
+        tch::get_num_threads(),
+        load,
+        vanilla[0],
+        median(if vanilla.len() > 1 { vanilla[1..].to_vec() } else { vanilla.clone() }),
+        vanilla,
+        rss_vanilla,
+        n,
+        cfg.samples,
+        cfg.batch_size,
+        median(sg_times.clone()),
+        sg_times,
+        peak_rss_mib(),
+    );
+    let path = args.out.join("rust.json");
+    std::fs::write(&path, json).map_err(|e| saliency_lab::Error::io(&path, e))?;
+    println!("rust: wrote {}", path.display());
+    Ok(())
+}

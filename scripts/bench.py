@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Speed of the crate against the lab's PyTorch code and Captum, in one command.
+
+  scripts/bench.py [--runs 5] [--sg-runs 2] [--sg-images 25] [--device cpu|cuda] [--quick]
+
+Times, each implementation in a process of its own (so peak memory is its own):
+  1. vanilla saliency of the lab's 25 images: the crate, the lab's
+     `compute_saliency_maps` (parameters frozen), Captum's `Saliency`;
+  2. SmoothGrad, n = 50, noise 15% of each image's range: the crate (batches of
+     25 samples) and Captum's `NoiseTunnel(Saliency)` with the same absolute
+     sigma per image, at its best `nt_samples_batch_size` of 5, 10, 25, 50;
+  3. the first call against the steady state (median of the later runs).
+It prints medians, ratios Rust / reference, peak RSS and GFLOP/s, writes the
+table to crate/benches/results.md, and checks the answers against each other
+(vanilla: relative L2 error <= 1e-4 per image; SmoothGrad, whose noise
+differs: 8 x 8-block correlation >= 0.9 and norm ratio within [0.8, 1.25]).
+
+GFLOP count: SqueezeNet 1.1 is 0.35 GMAC = 0.70 GFLOP per image forward; the
+backward pass to the input (weights frozen) costs about as much again, so one
+saliency map is counted as 1.4 GFLOP.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GFLOP_PER_MAP = 1.4
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def load_inputs(device):
+    import numpy as np
+    import torch
+    from PIL import Image
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from reference import load_model, preprocess
+    f = np.load(os.environ["BENCH_DATA"], allow_pickle=True)
+    X = torch.cat([preprocess(Image.fromarray(x)) for x in f["X"]], dim=0).to(device)
+    y = torch.LongTensor(f["y"]).to(device)
+    model = load_model(os.environ["BENCH_WEIGHTS"]).to(device)
+    return X, y, model
+
+
+def sync(device):
+    import torch
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def worker_lab(args, out):
+    """The lab's own code: compute_saliency_maps as written there."""
+    import numpy as np
+    import torch
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from reference import compute_saliency_maps
+    t = time.perf_counter()
+    X, y, model = load_inputs(args.device)
+    load = time.perf_counter() - t
+    times, sal = [], None
+    for _ in range(args.runs):
+        Xr = X.clone()
+        t = time.perf_counter()
+        sal = compute_saliency_maps(Xr, y, model)
+        sync(args.device)
+        times.append(time.perf_counter() - t)
+    np.save(out / "lab_vanilla.npy", sal.detach().cpu().numpy())
+    return {"load_s": load, "vanilla_runs": times, "rss_mib": peak_rss_mib(), "threads": torch.get_num_threads()}
+
+
+def worker_captum_saliency(args, out):
+    import numpy as np
+    from captum.attr import Saliency
+    X, y, model = load_inputs(args.device)
+    sal = Saliency(model)
+    times, a = [], None
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        a = sal.attribute(X.clone().requires_grad_(), target=y, abs=False)
+        sync(args.device)
+        times.append(time.perf_counter() - t)
+    np.save(out / "captum_vanilla.npy", a.detach().cpu().numpy())
+    return {"vanilla_runs": times, "rss_mib": peak_rss_mib()}
+
+
+def worker_captum_nt(args, out, batch):
+    import numpy as np
+    import torch
+    from captum.attr import NoiseTunnel, Saliency
+    X, y, model = load_inputs(args.device)
+    n = args.sg_images
+    nt = NoiseTunnel(Saliency(model))
+    times, maps = [], None
+    for _ in range(args.sg_runs):
+        t = time.perf_counter()
+        maps = []
+        for i in range(n):  # Captum's stdevs is one number per input tensor: one image at a time
+            xi = X[i:i + 1]
+            sigma = 0.15 * (xi.max() - xi.min()).item()
+            maps.append(nt.attribute(xi, nt_type="smoothgrad", nt_samples=50, nt_samples_batch_size=batch,
+                                     stdevs=sigma, target=y[i:i + 1], abs=False).detach())
+        sync(args.device)
+        times.append(time.perf_counter() - t)
+    np.save(out / f"captum_smoothgrad_b{batch}.npy", torch.cat(maps).cpu().numpy())
+    return {"sg_runs": times, "rss_mib": peak_rss_mib(), "batch": batch}
+
+
+def run_worker(kind, args, out, extra=()):
+    cmd = [sys.executable, __file__, "--worker", kind, "--out", str(out), "--runs", str(args.runs),
+           "--sg-runs", str(args.sg_runs), "--sg-images", str(args.sg_images), "--device", args.device, *extra]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"{kind} failed:\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def steady(runs):
+    return statistics.median(runs[1:]) if len(runs) > 1 else runs[0]
+
+
+def rel_errors(a, b):
+    import numpy as np
+    a, b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    return np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def sg_agreement(a, b):
+    """8 x 8-block correlation and norm ratio of the max-abs maps, per image."""
+    import numpy as np
+    ma, mb = np.abs(a).max(1), np.abs(b).max(1)
+    n, h, w = ma.shape
+    pa = ma.reshape(n, h // 8, 8, w // 8, 8).mean((2, 4)).reshape(n, -1)
+    pb = mb.reshape(n, h // 8, 8, w // 8, 8).mean((2, 4)).reshape(n, -1)
+    corr = [np.corrcoef(pa[i], pb[i])[0, 1] for i in range(n)]
+    ratio = np.linalg.norm(ma.reshape(n, -1), axis=1) / np.linalg.norm(mb.reshape(n, -1), axis=1)
+    return min(corr), float(ratio.min()), float(ratio.max())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--sg-runs", type=int, default=2)
+    ap.add_argument("--sg-images", type=int, default=25)
+    ap.add_argument("--sg-batches", default="5,10,25,50", help="Captum nt_samples_batch_size values to try")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--quick", action="store_true", help="5 SmoothGrad images, Captum batch 25 and 50 only")
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "bench")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=25, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.quick:
+        args.sg_images, args.sg_batches = 5, "25,50"
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.worker:
+        fn = {"lab": worker_lab, "captum-saliency": worker_captum_saliency}.get(args.worker)
+        res = fn(args, args.out) if fn else worker_captum_nt(args, args.out, args.batch)
+        print(json.dumps(res))
+        return
+
+    import numpy as np
+    home = Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
+    mirror = os.environ.get("SALIENCY_LAB_MIRROR")
+    def find(sub, name):
+        for p in ([Path(mirror) / sub / name, Path(mirror) / name] if mirror else []) + [home / "assets" / sub / name]:
+            if p.is_file():
+                return str(p)
+        sys.exit(f"{sub}/{name} not found: run scripts/setup")
+    os.environ["BENCH_DATA"] = find("data", "imagenet_val_25.npz")
+    os.environ["BENCH_WEIGHTS"] = find("models", "squeezenet1_1.safetensors")
+
+    print("building the Rust side (release)...", flush=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "bench"], cwd=ROOT, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    rust_bin = target / "release" / "examples" / "bench"
+    t = time.perf_counter()
+    subprocess.run([str(rust_bin), "--out", str(args.out), "--runs", str(args.runs), "--sg-runs", str(args.sg_runs),
+                    "--sg-images", str(args.sg_images), "--device", args.device], check=True, capture_output=True)
+    rust = json.loads((args.out / "rust.json").read_text())
+    print(f"rust done in {time.perf_counter() - t:.0f} s", flush=True)
+    lab = run_worker("lab", args, args.out)
+    print("lab's PyTorch done", flush=True)
+    cap = run_worker("captum-saliency", args, args.out)
+    print("Captum Saliency done", flush=True)
+    nts = []
+    for b in [int(b) for b in args.sg_batches.split(",")]:
+        nts.append(run_worker("captum-nt", args, args.out, ["--batch", str(b)]))
+        print(f"Captum NoiseTunnel batch {b}: {steady(nts[-1]['sg_runs']) if len(nts[-1]['sg_runs']) > 1 else nts[-1]['sg_runs'][0]:.1f} s", flush=True)
+    best = min(nts, key=lambda r: statistics.median(r["sg_runs"]))
+
+    # Same answers?
+    rv, lv, cv = (np.load(args.out / f) for f in ("rust_vanilla.npy", "lab_vanilla.npy", "captum_vanilla.npy"))
+    err_lab, err_cap = float(rel_errors(rv, lv).max()), float(rel_errors(rv, cv).max())
+    rs = np.load(args.out / "rust_smoothgrad.npy")
+    cs = np.load(args.out / f"captum_smoothgrad_b{best['batch']}.npy")
+    corr, rmin, rmax = sg_agreement(rs, cs)
+    ok = err_lab <= 1e-4 and err_cap <= 1e-4 and corr >= 0.9 and 0.8 <= rmin and rmax <= 1.25
+
+    n_img, n_sg = 25, args.sg_images * 50
+    rv_s, lv_s, cv_s = steady(rust["vanilla_runs"]), steady(lab["vanilla_runs"]), steady(cap["vanilla_runs"])
+    rs_s, cs_s = rust["sg_s"], statistics.median(best["sg_runs"])
+    rows = [
+        ("vanilla, 25 images, steady (median)", rv_s, lv_s, "lab's PyTorch", rust["rss_vanilla_mib"], lab["rss_mib"], n_img),
+        ("vanilla, 25 images, steady", rv_s, cv_s, "Captum Saliency", rust["rss_vanilla_mib"], cap["rss_mib"], n_img),
+        ("vanilla, first call", rust["vanilla_runs"][0], lab["vanilla_runs"][0], "lab's PyTorch", None, None, n_img),
+        (f"SmoothGrad n=50, {args.sg_images} images", rs_s, cs_s, f"Captum NoiseTunnel (batch {best['batch']})", rust["rss_mib"], best["rss_mib"], n_sg),
+    ]
+    lines = [
+        f"# Benchmark: the crate against PyTorch and Captum",
+        "",
+        f"Made by `scripts/bench.py` on {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, device {args.device}, libtorch threads {rust['threads']} (Rust) / {lab['threads']} (Python). "
+        f"Times are medians (vanilla: {args.runs} runs, the first excluded from the steady state; SmoothGrad: {args.sg_runs} runs).",
+        "",
+        "| what | Rust (s) | reference (s) | reference | Rust / reference | Rust peak RSS (MiB) | reference peak RSS (MiB) | Rust GFLOP/s | reference GFLOP/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for what, r, ref, name, rr, refr, maps in rows:
+        f = lambda v: "-" if v is None else f"{v:.0f}"
+        lines.append(f"| {what} | {r:.3f} | {ref:.3f} | {name} | **{r / ref:.2f}** | {f(rr)} | {f(refr)} | "
+                     f"{maps * GFLOP_PER_MAP / r:.1f} | {maps * GFLOP_PER_MAP / ref:.1f} |")
+    first_ratio = rust["vanilla_runs"][0] / rv_s
+    lab_first_ratio = lab["vanilla_runs"][0] / lv_s
+    sps_r, sps_c = n_sg / rs_s, n_sg / cs_s
+    lines += [
+        "",
+        f"- First call / steady state: Rust {first_ratio:.2f} (the model warms libtorch up at load, {rust['load_s']:.2f} s with loading), "
+        f"the lab's PyTorch {lab_first_ratio:.2f}.",
+        f"- SmoothGrad samples per second: Rust {sps_r:.1f}, Captum's best setting {sps_c:.1f}: **{sps_r / sps_c:.2f}x**; "
+        f"Captum by batch size: " + ", ".join(f"{r['batch']}: {statistics.median(r['sg_runs']):.1f} s" for r in nts) + ".",
+        f"- Same answers: vanilla relative L2 error per image, Rust vs the lab {err_lab:.1e}, vs Captum {err_cap:.1e} (limit 1e-4); "
+        f"SmoothGrad (different noise) 8x8-block correlation >= {corr:.3f} (limit 0.9), norm ratio {rmin:.2f}..{rmax:.2f} "
+        f"(limit 0.8..1.25): **{'agree' if ok else 'DISAGREE'}**.",
+    ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    dest = ROOT / "crate" / "benches" / ("results.md" if args.device == "cpu" else f"results-{args.device}.md")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(table)
+    print(f"written to {dest}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
