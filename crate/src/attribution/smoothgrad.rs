@@ -23,7 +23,7 @@ use rand_distr::{Distribution, StandardNormal};
 use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
-use crate::attribution::vanilla_gradient;
+use crate::attribution::vanilla::gradient_of_batch;
 use crate::error::{Error, Result};
 use crate::model::check_batch;
 
@@ -139,9 +139,10 @@ pub struct SmoothGrad {
 #[derive(Debug)]
 pub struct NoiseSamples {
     image: Tensor,
+    /// The image's values in `[H, W, C]` order, on the CPU.
+    hwc: Vec<f32>,
     sigma: f64,
     rng: ChaCha8Rng,
-    numel: usize,
 }
 
 impl NoiseSamples {
@@ -169,8 +170,13 @@ impl NoiseSamples {
         let range = image.max().double_value(&[]) - image.min().double_value(&[]);
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         rng.set_stream(index as u64);
+        let hwc = image
+            .get(0)
+            .permute([1, 2, 0])
+            .to_device(Device::Cpu)
+            .contiguous();
         Ok(NoiseSamples {
-            numel: image.numel(),
+            hwc: Vec::<f32>::try_from(hwc.flatten(0, -1))?,
             image,
             sigma: config.noise_level * range,
             rng,
@@ -184,19 +190,25 @@ impl NoiseSamples {
     }
 
     /// The next `k` noisy copies, `[k, C, H, W]`, on the image's device.
+    ///
+    /// The noise is drawn pixel by pixel (`[k, H, W, C]` order) and the
+    /// tensor keeps that memory layout ("channels last", NHWC strides):
+    /// libtorch's CPU convolutions run faster on it, and no copy is needed.
     pub fn next_batch(&mut self, k: usize) -> Tensor {
-        let mut noise = vec![0f32; k * self.numel];
         let sigma = self.sigma as f32;
-        for v in &mut noise {
-            let z: f32 = StandardNormal.sample(&mut self.rng);
-            *v = z * sigma;
+        let numel = self.hwc.len();
+        let mut buf = Vec::with_capacity(k * numel);
+        for _ in 0..k {
+            for &v in &self.hwc {
+                let z: f32 = StandardNormal.sample(&mut self.rng);
+                buf.push(v + sigma * z);
+            }
         }
-        let mut shape = self.image.size();
-        shape[0] = k as i64;
-        let noise = Tensor::from_slice(&noise)
-            .view(shape.as_slice())
-            .to_device(self.image.device());
-        &self.image + noise
+        let s = self.image.size();
+        Tensor::from_slice(&buf)
+            .view([k as i64, s[2], s[3], s[1]])
+            .permute([0, 3, 1, 2])
+            .to_device(self.image.device())
     }
 }
 
@@ -223,13 +235,20 @@ impl Moments {
     /// Adds a batch of gradients `[b, C, H, W]` (Chan, Golub and LeVeque's
     /// pairwise update).
     fn add(&mut self, g: &Tensor) {
-        let g = g.to_kind(Kind::Double);
+        // Per-batch sums in single precision (a few samples each), merged
+        // across batches in double precision.
         let nb = g.size()[0] as f64;
-        let mean_b = g.mean_dim(0, true, Kind::Double);
-        let m2_b = (&g - &mean_b)
+        let sum_b = g.sum_dim_intlist(0, true, Kind::Float);
+        let mean_b32 = &sum_b / nb;
+        let m2_b = (g - &mean_b32)
             .square()
-            .sum_dim_intlist(0, true, Kind::Double);
-        self.sum_sq += g.square().sum_dim_intlist(0, true, Kind::Double);
+            .sum_dim_intlist(0, true, Kind::Float)
+            .to_kind(Kind::Double);
+        self.sum_sq += g
+            .square()
+            .sum_dim_intlist(0, true, Kind::Float)
+            .to_kind(Kind::Double);
+        let mean_b = sum_b.to_kind(Kind::Double) / nb;
         let n = self.n + nb;
         let delta = &mean_b - &self.mean;
         self.m2 = &self.m2 + m2_b + delta.square() * (self.n * nb / n);
@@ -276,8 +295,19 @@ pub fn smoothgrad<M: ModuleT + ?Sized>(
         let mut done = 0;
         while done < config.samples {
             let k = config.batch_size.min(config.samples - done);
+            // The batch comes in NHWC layout, where libtorch's CPU
+            // convolutions run faster (a `Model` keeps weights to match).
+            // Where max-pooling meets exact ties, layouts may route a
+            // gradient to different, equally valid positions: noisy inputs
+            // have none, and without noise the default layout gives the
+            // vanilla gradient exactly.
             let batch = noise.next_batch(k);
-            let g = vanilla_gradient(model, &batch, &vec![target; k])?;
+            let batch = if x.device() == Device::Cpu && noise.sigma() > 0.0 {
+                batch
+            } else {
+                batch.contiguous()
+            };
+            let g = gradient_of_batch(model, &batch, &vec![target; k])?;
             moments.add(&g);
             done += k;
         }
