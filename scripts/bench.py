@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed of the crate against the lab's PyTorch code and Captum, in one command.
 
-  scripts/bench.py [--runs 5] [--sg-runs 2] [--sg-images 25] [--device cpu|cuda] [--quick]
+  scripts/bench.py [--runs 5] [--sg-runs 3] [--sg-images 25] [--device cpu|cuda] [--quick]
 
 Times, each implementation in a process of its own (so peak memory is its own):
   1. vanilla saliency of the lab's 25 images: the crate, the lab's
@@ -13,7 +13,8 @@ Times, each implementation in a process of its own (so peak memory is its own):
 It prints medians, ratios Rust / reference, peak RSS and GFLOP/s, writes the
 table to crate/benches/results.md, and checks the answers against each other
 (vanilla: relative L2 error <= 1e-4 per image; SmoothGrad, whose noise
-differs: 8 x 8-block correlation >= 0.9 and norm ratio within [0.8, 1.25]).
+differs: 8 x 8-block correlation of the max-abs maps, median >= 0.9 and
+min >= 0.75 over the images, and norm ratio within [0.8, 1.25]).
 
 GFLOP count: SqueezeNet 1.1 is 0.35 GMAC = 0.70 GFLOP per image forward; the
 backward pass to the input (weights frozen) costs about as much again, so one
@@ -142,13 +143,13 @@ def sg_agreement(a, b):
     pb = mb.reshape(n, h // 8, 8, w // 8, 8).mean((2, 4)).reshape(n, -1)
     corr = [np.corrcoef(pa[i], pb[i])[0, 1] for i in range(n)]
     ratio = np.linalg.norm(ma.reshape(n, -1), axis=1) / np.linalg.norm(mb.reshape(n, -1), axis=1)
-    return min(corr), float(ratio.min()), float(ratio.max())
+    return float(np.median(corr)), min(corr), float(ratio.min()), float(ratio.max())
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--sg-runs", type=int, default=2)
+    ap.add_argument("--sg-runs", type=int, default=3, help="rounds")
     ap.add_argument("--sg-images", type=int, default=25)
     ap.add_argument("--sg-batches", default="5,10,25,50", help="Captum nt_samples_batch_size values to try")
     ap.add_argument("--device", default="cpu")
@@ -182,29 +183,50 @@ def main():
     subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "bench"], cwd=ROOT, check=True)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     rust_bin = target / "release" / "examples" / "bench"
-    t = time.perf_counter()
-    subprocess.run([str(rust_bin), "--out", str(args.out), "--runs", str(args.runs), "--sg-runs", str(args.sg_runs),
-                    "--sg-images", str(args.sg_images), "--device", args.device, "--batch", str(args.rust_batch)],
-                   check=True, capture_output=True)
-    rust = json.loads((args.out / "rust.json").read_text())
-    print(f"rust done in {time.perf_counter() - t:.0f} s", flush=True)
-    lab = run_worker("lab", args, args.out)
-    print("lab's PyTorch done", flush=True)
-    cap = run_worker("captum-saliency", args, args.out)
-    print("Captum Saliency done", flush=True)
-    nts = []
+
+    def rust_run(sg_runs):
+        subprocess.run([str(rust_bin), "--out", str(args.out), "--runs", str(args.runs), "--sg-runs", str(sg_runs),
+                        "--sg-images", str(args.sg_images), "--device", args.device, "--batch", str(args.rust_batch)],
+                       check=True, capture_output=True)
+        return json.loads((args.out / "rust.json").read_text())
+
+    # Captum's best nt_samples_batch_size, chosen on 3 images (one run each).
+    sel = argparse.Namespace(**{**vars(args), "sg_images": min(3, args.sg_images), "sg_runs": 1})
+    trials = {}
     for b in [int(b) for b in args.sg_batches.split(",")]:
-        nts.append(run_worker("captum-nt", args, args.out, ["--batch", str(b)]))
-        print(f"Captum NoiseTunnel batch {b}: {steady(nts[-1]['sg_runs']) if len(nts[-1]['sg_runs']) > 1 else nts[-1]['sg_runs'][0]:.1f} s", flush=True)
-    best = min(nts, key=lambda r: statistics.median(r["sg_runs"]))
+        trials[b] = run_worker("captum-nt", sel, args.out, ["--batch", str(b)])["sg_runs"][0]
+        print(f"Captum NoiseTunnel, batch {b}: {trials[b]:.2f} s for {sel.sg_images} images", flush=True)
+    best_batch = min(trials, key=trials.get)
+
+    # Rounds that alternate the implementations, so that this machine's drift
+    # in speed falls on all of them alike.
+    rounds = []
+    for r in range(args.sg_runs):
+        one = argparse.Namespace(**{**vars(args), "sg_runs": 1})
+        rounds.append({
+            "rust": rust_run(1),
+            "lab": run_worker("lab", one, args.out),
+            "cap": run_worker("captum-saliency", one, args.out),
+            "nt": run_worker("captum-nt", one, args.out, ["--batch", str(best_batch)]),
+        })
+        print(f"round {r + 1}/{args.sg_runs} done", flush=True)
+    med = lambda key, f: statistics.median(f(rd[key]) for rd in rounds)
+    rust = dict(rounds[-1]["rust"])
+    rust["vanilla_runs"] = [med("rust", lambda d: d["vanilla_runs"][0])] + [med("rust", lambda d: steady(d["vanilla_runs"]))]
+    rust["sg_s"] = med("rust", lambda d: d["sg_s"])
+    rust["rss_mib"] = max(rd["rust"]["rss_mib"] for rd in rounds)
+    lab = dict(rounds[-1]["lab"], vanilla_runs=[med("lab", lambda d: d["vanilla_runs"][0]), med("lab", lambda d: steady(d["vanilla_runs"]))])
+    cap = dict(rounds[-1]["cap"], vanilla_runs=[med("cap", lambda d: d["vanilla_runs"][0]), med("cap", lambda d: steady(d["vanilla_runs"]))])
+    best = dict(rounds[-1]["nt"], sg_runs=[rd["nt"]["sg_runs"][0] for rd in rounds])
+    nts = [{"batch": b, "sg_runs": [t]} for b, t in trials.items()]
 
     # Same answers?
     rv, lv, cv = (np.load(args.out / f) for f in ("rust_vanilla.npy", "lab_vanilla.npy", "captum_vanilla.npy"))
     err_lab, err_cap = float(rel_errors(rv, lv).max()), float(rel_errors(rv, cv).max())
     rs = np.load(args.out / "rust_smoothgrad.npy")
     cs = np.load(args.out / f"captum_smoothgrad_b{best['batch']}.npy")
-    corr, rmin, rmax = sg_agreement(rs, cs)
-    ok = err_lab <= 1e-4 and err_cap <= 1e-4 and corr >= 0.9 and 0.8 <= rmin and rmax <= 1.25
+    corr_med, corr_min, rmin, rmax = sg_agreement(rs, cs)
+    ok = err_lab <= 1e-4 and err_cap <= 1e-4 and corr_med >= 0.9 and corr_min >= 0.75 and 0.8 <= rmin and rmax <= 1.25
 
     n_img, n_sg = 25, args.sg_images * 50
     rv_s, lv_s, cv_s = steady(rust["vanilla_runs"]), steady(lab["vanilla_runs"]), steady(cap["vanilla_runs"])
@@ -220,7 +242,8 @@ def main():
         "",
         f"Made by `scripts/bench.py` on {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, device {args.device}, libtorch threads {rust['threads']} (Rust) / {lab['threads']} (Python). "
-        f"Times are medians (vanilla: {args.runs} runs, the first excluded from the steady state; SmoothGrad: {args.sg_runs} runs).",
+        f"{args.sg_runs} rounds, each running every implementation once in turn (so drift in this machine's speed falls on all alike); "
+        f"times are medians over the rounds (vanilla: {args.runs} calls per round, the first excluded from the steady state).",
         "",
         "| what | Rust (s) | reference (s) | reference | Rust / reference | Rust peak RSS (MiB) | reference peak RSS (MiB) | Rust GFLOP/s | reference GFLOP/s |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -237,9 +260,10 @@ def main():
         f"- First call / steady state: Rust {first_ratio:.2f} (the model warms libtorch up at load, {rust['load_s']:.2f} s with loading), "
         f"the lab's PyTorch {lab_first_ratio:.2f}.",
         f"- SmoothGrad samples per second: Rust {sps_r:.1f}, Captum's best setting {sps_c:.1f}: **{sps_r / sps_c:.2f}x**; "
-        f"Captum by batch size: " + ", ".join(f"{r['batch']}: {statistics.median(r['sg_runs']):.1f} s" for r in nts) + ".",
+        f"Captum's batch size chosen on {sel.sg_images} images: " + ", ".join(f"{r['batch']}: {r['sg_runs'][0]:.2f} s" for r in nts) + ".",
         f"- Same answers: vanilla relative L2 error per image, Rust vs the lab {err_lab:.1e}, vs Captum {err_cap:.1e} (limit 1e-4); "
-        f"SmoothGrad (different noise) 8x8-block correlation >= {corr:.3f} (limit 0.9), norm ratio {rmin:.2f}..{rmax:.2f} "
+        f"SmoothGrad (different noise, so compared as two Monte Carlo estimates) 8x8-block correlation median {corr_med:.3f} "
+        f"(limit 0.9), min {corr_min:.3f} (limit 0.75), norm ratio {rmin:.2f}..{rmax:.2f} "
         f"(limit 0.8..1.25): **{'agree' if ok else 'DISAGREE'}**.",
     ]
     table = "\n".join(lines) + "\n"

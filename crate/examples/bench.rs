@@ -24,7 +24,6 @@ struct Args {
     sg_images: usize,
     batch: usize,
     device: Device,
-    warm_up: bool,
 }
 
 fn parse() -> Args {
@@ -35,7 +34,6 @@ fn parse() -> Args {
         sg_images: 25,
         batch: 25,
         device: Device::Cpu,
-        warm_up: true,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -47,7 +45,6 @@ fn parse() -> Args {
             "--sg-runs" => a.sg_runs = v().parse().unwrap_or(2),
             "--sg-images" => a.sg_images = v().parse().unwrap_or(25),
             "--batch" => a.batch = v().parse().unwrap_or(25),
-            "--no-warm-up" => a.warm_up = false,
             "--device" => {
                 a.device = match v().as_str() {
                     "cuda" => Device::Cuda(0),
@@ -94,9 +91,6 @@ fn main() -> Result<()> {
 
     let t = Instant::now();
     let model = squeezenet1_1(assets::weights_path()?, args.device)?;
-    if args.warm_up {
-        model.warm_up(2)?;
-    }
     sync(args.device);
     let load = t.elapsed().as_secs_f64();
 

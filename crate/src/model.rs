@@ -137,7 +137,11 @@ impl Model {
 
 /// Loads SqueezeNet 1.1 with torchvision's pretrained weights from a
 /// safetensors file with torchvision's variable names
-/// (`features.0.weight` ... `classifier.1.bias`), frozen, on `device`.
+/// (`features.0.weight` ... `classifier.1.bias`), frozen, on `device`, and
+/// runs one small forward and backward pass so the first real call is not
+/// slowed by libtorch's set-up. On the CPU the model also keeps its
+/// convolution weights in NHWC layout for SmoothGrad's batches (see
+/// [`Model::forward_t`]).
 ///
 /// # Errors
 /// [`Error::NotFound`] if the file does not exist, [`Error::Format`] if it is
@@ -147,11 +151,15 @@ pub fn squeezenet1_1(weights: impl AsRef<Path>, device: Device) -> Result<Model>
     let vs = nn::VarStore::new(device);
     let net = tch::vision::squeezenet::v1_1(&vs.root(), 1000);
     load_weights(&vs, weights.as_ref())?;
-    let model = Model::new(vs, Box::new(net), "SqueezeNet 1.1");
-    if device != Device::Cpu {
-        return Ok(model);
+    let mut model = Model::new(vs, Box::new(net), "SqueezeNet 1.1");
+    if device == Device::Cpu {
+        model =
+            model.with_channels_last_twin(|p| Box::new(tch::vision::squeezenet::v1_1(p, 1000)))?;
     }
-    model.with_channels_last_twin(|p| Box::new(tch::vision::squeezenet::v1_1(p, 1000)))
+    // libtorch sets kernels up on first use: pay it here (~0.1 s), not in
+    // the first saliency map.
+    model.warm_up(2)?;
+    Ok(model)
 }
 
 /// Copies the tensors of a safetensors file into `vs`, checking that every

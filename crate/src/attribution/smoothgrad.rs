@@ -142,7 +142,10 @@ pub struct NoiseSamples {
     /// The image's values in `[H, W, C]` order, on the CPU.
     hwc: Vec<f32>,
     sigma: f64,
+    /// The generator of image `index` (one ChaCha8 stream per image).
     rng: ChaCha8Rng,
+    /// Samples drawn so far.
+    drawn: u64,
 }
 
 impl NoiseSamples {
@@ -170,6 +173,7 @@ impl NoiseSamples {
         let range = image.max().double_value(&[]) - image.min().double_value(&[]);
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         rng.set_stream(index as u64);
+        let drawn = 0;
         let hwc = image
             .get(0)
             .permute([1, 2, 0])
@@ -180,6 +184,7 @@ impl NoiseSamples {
             image,
             sigma: config.noise_level * range,
             rng,
+            drawn,
         })
     }
 
@@ -195,15 +200,31 @@ impl NoiseSamples {
     /// tensor keeps that memory layout ("channels last", NHWC strides):
     /// libtorch's CPU convolutions run faster on it, and no copy is needed.
     pub fn next_batch(&mut self, k: usize) -> Tensor {
-        let sigma = self.sigma as f32;
         let numel = self.hwc.len();
-        let mut buf = Vec::with_capacity(k * numel);
-        for _ in 0..k {
-            for &v in &self.hwc {
-                let z: f32 = StandardNormal.sample(&mut self.rng);
-                buf.push(v + sigma * z);
+        let mut buf = vec![0f32; k * numel];
+        // Sample j reads its own window of the image's stream (2^40 words
+        // apart), so samples are drawn in parallel, and the same whatever the
+        // batching.
+        let first = self.drawn;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(k.max(1));
+        let per = k.div_ceil(threads);
+        std::thread::scope(|scope| {
+            for (t, chunk) in buf.chunks_mut(per * numel).enumerate() {
+                let (hwc, sigma, mut rng) = (&self.hwc, self.sigma as f32, self.rng.clone());
+                scope.spawn(move || {
+                    for (j, sample) in chunk.chunks_mut(numel).enumerate() {
+                        rng.set_word_pos(u128::from(first + (t * per + j) as u64) << 40);
+                        for (o, &v) in sample.iter_mut().zip(hwc) {
+                            let z: f32 = StandardNormal.sample(&mut rng);
+                            *o = v + sigma * z;
+                        }
+                    }
+                });
             }
-        }
+        });
+        self.drawn += k as u64;
         let s = self.image.size();
         Tensor::from_slice(&buf)
             .view([k as i64, s[2], s[3], s[1]])
