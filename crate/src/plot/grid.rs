@@ -153,7 +153,8 @@ pub enum Scale {
 ///     .with_scale(Scale::Shared)
 ///     .with_colorbar(true)
 ///     .render()?;
-/// assert_eq!(fig.pixel(10, 40)?, [0, 0, 0]);
+/// // The first map's top-left value is the shared minimum: hot(0), matplotlib's (0.0416, 0, 0).
+/// assert_eq!(fig.pixel(10, 40)?, [10, 0, 0]);
 /// # Ok::<(), saliency_lab::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -309,7 +310,7 @@ impl Grid {
                     }
                     Panel::Map { map, cmap, .. } => {
                         let range = self.range_of(map.view(), *cmap);
-                        blit_map(&mut fig, map.view(), *cmap, range, ix, iy, self.cell);
+                        blend_map(&mut fig, map.view(), *cmap, range, 1.0, ix, iy, self.cell);
                         if per_map_bar {
                             bars.push((ix + self.cell + 6, iy, self.cell, *cmap, range));
                         }
@@ -417,21 +418,7 @@ fn blit_image(fig: &mut Figure, image: ArrayView3<'_, u8>, x0: u32, y0: u32, cel
     }
 }
 
-fn blit_map(
-    fig: &mut Figure,
-    map: ArrayView2<'_, f32>,
-    cmap: Colormap,
-    range: (f32, f32),
-    x0: u32,
-    y0: u32,
-    cell: u32,
-) {
-    let (h, w) = map.dim();
-    for (x, y, sy, sx) in fit(h, w, cell) {
-        fig.put(x0 + x, y0 + y, cmap.color(normalise(map[[sy, sx]], range)));
-    }
-}
-
+/// Draws `map` over what is in the cell, with weight `alpha` (1: opaque).
 #[allow(clippy::too_many_arguments)]
 fn blend_map(
     fig: &mut Figure,
