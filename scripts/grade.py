@@ -137,13 +137,15 @@ def run_one(master_path, submission_path, result_path, cell_timeout):
     for cell in nb.cells:
         meta = grader_meta(cell)
         err = cell_errors(cell) if cell.cell_type == "code" else ""
-        if "did not finish within" in err or "signal: 9" in err:
+        # nbclient's timeout error, or evcxr's answer after the interrupt killed its worker
+        interrupted = "did not finish within" in err or "signal: 9" in err
+        if interrupted:
             timed_out.append(meta.get("grade_id", "a cell"))
         if meta.get("grade"):
             gid = meta["grade_id"]
             if gid in recorded:
                 passed, message = recorded[gid]
-            elif "did not finish within" in err or "signal: 9" in err:
+            elif interrupted:
                 passed, message = False, f"interrupted: the cell did not finish within {cell_timeout} s"
             else:  # it did not compile, or the kernel lost it
                 passed, message = False, failure_message(err) if err else "the test did not run"

@@ -23,14 +23,26 @@ pub fn to_array_f32(t: &Tensor) -> Result<ArrayD<f32>> {
         .map_err(|e| Error::shape("to_array_f32", "a dense tensor", e.to_string()))
 }
 
+/// Writes an array as a `.npy` file.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be written.
+pub fn write_npy<A, D>(path: impl AsRef<std::path::Path>, a: &ndarray::Array<A, D>) -> Result<()>
+where
+    A: ndarray_npy::WritableElement,
+    D: ndarray::Dimension,
+{
+    let path = path.as_ref();
+    ndarray_npy::write_npy(path, a)
+        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+}
+
 /// Writes a tensor as a float32 `.npy` file.
 ///
 /// # Errors
 /// [`Error::Io`] if the file cannot be written.
 pub fn write_npy_f32(path: impl AsRef<std::path::Path>, t: &Tensor) -> Result<()> {
-    let path = path.as_ref();
-    ndarray_npy::write_npy(path, &to_array_f32(t)?)
-        .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))
+    write_npy(path, &to_array_f32(t)?)
 }
 
 /// A tensor printed as PyTorch prints it, summarised: at most three entries

@@ -7,8 +7,9 @@
 //! and calls [`record`], which appends one line per test to the file named by
 //! `$SALIENCY_LAB_GRADING` (tab-separated: id, `pass`/`fail`, message).
 
-use std::any::Any;
 use std::io::Write;
+
+use crate::error::panic_message;
 
 /// What a test body returns: `Ok(())`, or the error its `?` met.
 pub type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
@@ -20,7 +21,10 @@ pub fn record(id: &str, outcome: std::thread::Result<TestResult>) {
     let (status, message) = match outcome {
         Ok(Ok(())) => ("pass", String::new()),
         Ok(Err(e)) => ("fail", e.to_string()),
-        Err(payload) => ("fail", panic_message(payload.as_ref())),
+        Err(payload) => (
+            "fail",
+            panic_message(payload.as_ref()).unwrap_or_else(|| "the test panicked".into()),
+        ),
     };
     let Some(path) = std::env::var_os("SALIENCY_LAB_GRADING") else {
         return;
@@ -35,14 +39,6 @@ pub fn record(id: &str, outcome: std::thread::Result<TestResult>) {
     }
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
-        .unwrap_or_else(|| "the test panicked".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +46,9 @@ mod tests {
     #[test]
     fn panic_messages_are_recovered() {
         let r = std::panic::catch_unwind(|| -> TestResult { panic!("x is {}", 3) });
-        assert_eq!(panic_message(r.unwrap_err().as_ref()), "x is 3");
+        assert_eq!(
+            panic_message(r.unwrap_err().as_ref()).as_deref(),
+            Some("x is 3")
+        );
     }
 }

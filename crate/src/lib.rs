@@ -39,6 +39,16 @@ pub mod transforms;
 /// This crate's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Peak resident memory of this process in MiB (`VmHWM` of
+/// `/proc/self/status`), where the system reports it (Linux).
+#[must_use]
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
 /// Makes a panic print one short message (`panicked at file:line: message`)
 /// instead of a backtrace: for notebooks, where a failed `assert!` should
 /// read like a test failure. evcxr keeps the cell's variables either way.

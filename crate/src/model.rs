@@ -311,10 +311,7 @@ pub(crate) fn check_batch(op: &'static str, x: &Tensor) -> Result<()> {
 pub(crate) fn forward<M: ModuleT + ?Sized>(model: &M, x: &Tensor) -> Result<Tensor> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward_t(x, false))).map_err(
         |payload| {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            let msg = crate::error::panic_message(payload.as_ref())
                 .unwrap_or_else(|| "the model's forward pass failed".into());
             let first = msg.lines().next().unwrap_or_default().to_string();
             Error::shape(

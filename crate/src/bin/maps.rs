@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use ndarray::{Array1, Array4};
 use saliency_lab::attribution::{self, SmoothGradConfig};
-use saliency_lab::convert::write_npy_f32;
+use saliency_lab::convert::{write_npy, write_npy_f32};
 use saliency_lab::transforms::{stack_images, IMAGE_SIZE};
 use saliency_lab::{assets, Error, Result};
 use tch::{Device, Kind, Tensor};
@@ -81,14 +81,6 @@ struct Args {
     /// Print the wall time and the peak resident memory (Linux) at the end.
     #[arg(long)]
     stats: bool,
-}
-
-/// Peak resident set size of this process in MiB (`VmHWM`), where /proc has it.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn parse_device(s: Option<&str>) -> Result<Device> {
@@ -162,19 +154,12 @@ fn run(args: &Args) -> Result<()> {
             (Tensor::cat(&g, 0), Tensor::cat(&m, 0), Tensor::cat(&ma, 0))
         }
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::Io {
-        path: args.out.clone(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     write_npy_f32(args.out.join("grad.npy"), &grad)?;
     write_npy_f32(args.out.join("max.npy"), &max)?;
     write_npy_f32(args.out.join("maxabs.npy"), &maxabs)?;
     write_npy_f32(args.out.join("scores.npy"), &scores)?;
-    let path = args.out.join("targets.npy");
-    ndarray_npy::write_npy(&path, &Array1::from(targets.clone())).map_err(|e| Error::Io {
-        path: path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    write_npy(args.out.join("targets.npy"), &Array1::from(targets.clone()))?;
     println!(
         "{:?} maps of {} image(s) written to {}",
         args.method,
@@ -196,7 +181,8 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => {
             if args.stats {
-                let rss = peak_rss_mib().map_or("unknown".into(), |m| format!("{m:.0} MiB"));
+                let rss = saliency_lab::peak_rss_mib()
+                    .map_or("unknown".into(), |m| format!("{m:.0} MiB"));
                 println!(
                     "wall time {:.2} s, peak RSS {rss}",
                     start.elapsed().as_secs_f64()

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyExt, ReadableElement};
 use saliency_lab::{assets, ImagenetVal, Model};
 
@@ -127,8 +127,4 @@ pub fn max_rel_error(got: &ArrayD<f32>, want: &ArrayD<f32>) -> f64 {
 
 pub fn array(t: &tch::Tensor) -> ArrayD<f32> {
     saliency_lab::convert::to_array_f32(t).expect("tensor to array")
-}
-
-pub fn shape(dims: &[usize]) -> IxDyn {
-    IxDyn(dims)
 }
