@@ -67,6 +67,10 @@ def worker_lab(args, out):
     t = time.perf_counter()
     X, y, model = load_inputs(args.device)
     load = time.perf_counter() - t
+    if args.device != "cpu":
+        # The lab's code makes `torch.ones(scores.shape)` on the default
+        # device (it ran on the CPU): make that the GPU, code unchanged.
+        torch.set_default_device(args.device)
     times, sal = [], None
     for _ in range(args.runs):
         Xr = X.clone()
@@ -75,7 +79,9 @@ def worker_lab(args, out):
         sync(args.device)
         times.append(time.perf_counter() - t)
     np.save(out / "lab_vanilla.npy", sal.detach().cpu().numpy())
-    return {"load_s": load, "vanilla_runs": times, "rss_mib": peak_rss_mib(), "threads": torch.get_num_threads()}
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    return {"load_s": load, "vanilla_runs": times, "rss_mib": peak_rss_mib(), "threads": torch.get_num_threads(),
+            "device_name": name, "torch": torch.__version__}
 
 
 def worker_captum_saliency(args, out):
@@ -155,6 +161,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rust-batch", type=int, default=10, help="the crate's SmoothGrad batch size")
     ap.add_argument("--quick", action="store_true", help="SmoothGrad on 5 images only")
+    ap.add_argument("--rust-bin", type=Path, help="a prebuilt bench example (where there is no Rust toolchain, e.g. a GPU machine)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "bench")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=25, help=argparse.SUPPRESS)
@@ -179,15 +186,19 @@ def main():
     os.environ["BENCH_DATA"] = find("data", "imagenet_val_25.npz")
     os.environ["BENCH_WEIGHTS"] = find("models", "squeezenet1_1.safetensors")
 
-    print("building the Rust side (release)...", flush=True)
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "bench"], cwd=ROOT, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    rust_bin = target / "release" / "examples" / "bench"
+    if args.rust_bin:
+        rust_bin = args.rust_bin
+    else:
+        print("building the Rust side (release)...", flush=True)
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "bench"], cwd=ROOT, check=True)
+        rust_bin = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "examples" / "bench"
 
     def rust_run(sg_runs):
-        subprocess.run([str(rust_bin), "--out", str(args.out), "--runs", str(args.runs), "--sg-runs", str(sg_runs),
-                        "--sg-images", str(args.sg_images), "--device", args.device, "--batch", str(args.rust_batch)],
-                       check=True, capture_output=True)
+        res = subprocess.run([str(rust_bin), "--out", str(args.out), "--runs", str(args.runs), "--sg-runs", str(sg_runs),
+                              "--sg-images", str(args.sg_images), "--device", args.device, "--batch", str(args.rust_batch)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.exit(f"the Rust bench failed:\n{res.stderr}")
         return json.loads((args.out / "rust.json").read_text())
 
     # Captum's best nt_samples_batch_size, chosen on 3 images (one run each).
@@ -240,8 +251,8 @@ def main():
     lines = [
         f"# Benchmark: the crate against PyTorch and Captum",
         "",
-        f"Made by `scripts/bench.py` on {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, device {args.device}, libtorch threads {rust['threads']} (Rust) / {lab['threads']} (Python). "
+        f"Made by `scripts/bench.py` on {time.strftime('%Y-%m-%d')}, {lab['device_name']}, "
+        f"{os.cpu_count()} cores, device {args.device}, PyTorch {lab['torch']}, libtorch threads {rust['threads']} (Rust) / {lab['threads']} (Python). "
         f"{args.sg_runs} rounds, each running every implementation once in turn (so drift in this machine's speed falls on all alike); "
         f"times are medians over the rounds (vanilla: {args.runs} calls per round, the first excluded from the steady state).",
         "",
@@ -266,6 +277,10 @@ def main():
         f"(limit 0.9), min {corr_min:.3f} (limit 0.75), norm ratio {rmin:.2f}..{rmax:.2f} "
         f"(limit 0.8..1.25): **{'agree' if ok else 'DISAGREE'}**.",
     ]
+    if "noise_cpu_vs_device_max_abs" in rust:
+        lines.append(f"- The same seed on {args.device} and on the CPU (the counter-based generator): noise differs by at most "
+                     f"{rust['noise_cpu_vs_device_max_abs']:.1e}; SmoothGrad of image 0, {args.device} vs CPU, relative L2 error "
+                     f"{rust['sg_cpu_vs_device_rel_err']:.1e} (the GPU's convolutions round differently: TF32).")
     table = "\n".join(lines) + "\n"
     print(table)
     dest = ROOT / "crate" / "benches" / ("results.md" if args.device == "cpu" else f"results-{args.device}.md")

@@ -12,10 +12,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use saliency_lab::attribution::{smoothgrad, vanilla_gradient, SmoothGradConfig};
+use saliency_lab::attribution::{
+    smoothgrad, vanilla_gradient, NoiseGenerator, NoiseSamples, SmoothGradConfig,
+};
 use saliency_lab::convert::write_npy_f32;
 use saliency_lab::{assets, load_imagenet_val, preprocess_batch, squeezenet1_1, Result};
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 struct Args {
     out: PathBuf,
@@ -45,12 +47,13 @@ fn parse() -> Args {
             "--sg-runs" => a.sg_runs = v().parse().unwrap_or(2),
             "--sg-images" => a.sg_images = v().parse().unwrap_or(25),
             "--batch" => a.batch = v().parse().unwrap_or(25),
-            "--device" => {
-                a.device = match v().as_str() {
-                    "cuda" => Device::Cuda(0),
-                    _ => Device::Cpu,
+            "--device" => match saliency_lab::device::parse_device(&v()) {
+                Ok(d) => a.device = d,
+                Err(e) => {
+                    eprintln!("bench: {e}");
+                    std::process::exit(2);
                 }
-            }
+            },
             other => eprintln!("bench: ignoring {other}"),
         }
     }
@@ -108,11 +111,16 @@ fn main() -> Result<()> {
         sg_times.push(t.elapsed().as_secs_f64());
         write_npy_f32(args.out.join("rust_smoothgrad.npy"), &sg.mean)?;
     }
+    let rss = peak_rss_mib(); // before the CPU cross-check below loads a second model
+    let cross = match args.device {
+        Device::Cpu => String::new(),
+        _ => cpu_agreement(&model, &xs, &data.labels[..n], &cfg)?,
+    };
     let json = format!(
         concat!(
             "{{\"device\": \"{:?}\", \"threads\": {}, \"load_s\": {:.4}, \"vanilla_first_s\": {:.4}, ",
             "\"vanilla_steady_s\": {:.4}, \"vanilla_runs\": {:?}, \"rss_vanilla_mib\": {:.1}, ",
-            "\"sg_images\": {}, \"sg_samples\": {}, \"sg_batch\": {}, \"sg_s\": {:.4}, \"sg_runs\": {:?}, \"rss_mib\": {:.1}}}\n"
+            "\"sg_images\": {}, \"sg_samples\": {}, \"sg_batch\": {}, \"sg_s\": {:.4}, \"sg_runs\": {:?}, \"rss_mib\": {:.1}{}}}\n"
         ),
         args.device,
         tch::get_num_threads(),
@@ -126,10 +134,43 @@ fn main() -> Result<()> {
         cfg.batch_size,
         median(sg_times.clone()),
         sg_times,
-        peak_rss_mib(),
+        rss,
+        cross,
     );
     let path = args.out.join("rust.json");
     std::fs::write(&path, json).map_err(|e| saliency_lab::Error::io(&path, e))?;
     println!("rust: wrote {}", path.display());
     Ok(())
+}
+
+/// On a GPU: the counter-based noise of image 0 drawn there and on the CPU
+/// (largest difference), and that image's SmoothGrad both ways (relative L2
+/// error; the GPU's convolutions round differently, TF32 included), as JSON
+/// fields to append.
+fn cpu_agreement(
+    model: &saliency_lab::Model,
+    xs: &Tensor,
+    labels: &[i64],
+    cfg: &SmoothGradConfig,
+) -> Result<String> {
+    let cfg = cfg.clone().with_generator(NoiseGenerator::Counter);
+    let (img, cpu_img) = (
+        xs.narrow(0, 0, 1),
+        xs.narrow(0, 0, 1).to_device(Device::Cpu),
+    );
+    let on_device = NoiseSamples::new(&img, 0, &cfg)?
+        .next_batch(4)
+        .to_device(Device::Cpu);
+    let on_cpu = NoiseSamples::new(&cpu_img, 0, &cfg)?.next_batch(4);
+    let noise_diff = (on_device - on_cpu).abs().max().double_value(&[]);
+    let cpu_model = squeezenet1_1(assets::weights_path()?, Device::Cpu)?;
+    let a = smoothgrad(&cpu_model, &cpu_img, &labels[..1], &cfg)?.mean;
+    let b = smoothgrad(model, &img, &labels[..1], &cfg)?
+        .mean
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float);
+    let rel = (&b - &a).norm().double_value(&[]) / a.norm().double_value(&[]);
+    Ok(format!(
+        ", \"noise_cpu_vs_device_max_abs\": {noise_diff:.3e}, \"sg_cpu_vs_device_rel_err\": {rel:.3e}"
+    ))
 }

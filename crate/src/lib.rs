@@ -30,6 +30,7 @@ pub mod assets;
 pub mod attribution;
 pub mod convert;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod grading;
 pub mod model;
@@ -72,14 +73,14 @@ pub use {ndarray, tch};
 /// `use saliency_lab::prelude::*;`.
 pub mod prelude {
     pub use crate::attribution::{
-        self, blur_average, smoothgrad, vanilla_gradient, NoiseSamples, SmoothGradConfig,
-        LAB_SIGMAS,
+        self, blur_average, smoothgrad, vanilla_gradient, NoiseGenerator, NoiseSamples,
+        SmoothGradConfig, LAB_SIGMAS,
     };
     pub use crate::convert::pretty;
     pub use crate::plot::{self, Colormap, Figure, Grid, Panel, Scale};
     pub use crate::transforms::{stack_images, IMAGE_SIZE};
     pub use crate::{
-        assets, blur_image, deprocess, gather_scores, load_imagenet_val, preprocess,
+        assets, best_device, blur_image, deprocess, gather_scores, load_imagenet_val, preprocess,
         preprocess_batch, rescale, squeezenet1_1, top1, Error, ImagenetVal, Model, Result,
     };
     pub use ndarray::{self, s, Array3, Axis};
@@ -88,6 +89,7 @@ pub mod prelude {
 }
 
 pub use data::{load_image_file, load_imagenet_val, ImagenetVal, NUM_CLASSES};
+pub use device::{best_device, parse_device};
 pub use error::{Error, Result};
 pub use model::{class_scores, gather_scores, squeezenet1_1, top1, Model};
 pub use transforms::{

@@ -157,8 +157,12 @@ pub fn squeezenet1_1(weights: impl AsRef<Path>, device: Device) -> Result<Model>
             model.with_channels_last_twin(|p| Box::new(tch::vision::squeezenet::v1_1(p, 1000)))?;
     }
     // libtorch sets kernels up on first use: pay it here (~0.1 s), not in
-    // the first saliency map.
+    // the first saliency map. A GPU also sets up per batch shape and grows
+    // its memory pool: warm it at the lab's batch of 25 too.
     model.warm_up(2)?;
+    if device != Device::Cpu {
+        model.warm_up(25)?;
+    }
     Ok(model)
 }
 
@@ -256,6 +260,17 @@ pub fn top1(scores: &Tensor) -> Result<Vec<i64>> {
 /// Checks `targets` against `scores` `[N, classes]` and returns them as an
 /// `[N, 1]` index tensor on the scores' device.
 pub(crate) fn targets_index(scores: &Tensor, targets: &[i64], op: &'static str) -> Result<Tensor> {
+    check_targets(scores, targets, op)?;
+    Ok(index_tensor(targets, scores.device()))
+}
+
+/// `targets` as an `[N, 1]` index tensor on `device`.
+pub(crate) fn index_tensor(targets: &[i64], device: Device) -> Tensor {
+    Tensor::from_slice(targets).to_device(device).view([-1, 1])
+}
+
+/// Checks that `targets` holds one class of `scores` `[N, classes]` per row.
+pub(crate) fn check_targets(scores: &Tensor, targets: &[i64], op: &'static str) -> Result<()> {
     let [n, classes] = scores.size()[..] else {
         return Err(Error::shape(
             op,
@@ -282,9 +297,7 @@ pub(crate) fn targets_index(scores: &Tensor, targets: &[i64], op: &'static str) 
             format!("must be in 0..{classes}"),
         ));
     }
-    Ok(Tensor::from_slice(targets)
-        .to_device(scores.device())
-        .view([-1, 1]))
+    Ok(())
 }
 
 pub(crate) fn check_batch(op: &'static str, x: &Tensor) -> Result<()> {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use saliency_lab::attribution::{self, smoothgrad, NoiseSamples, SmoothGradConfig};
+use saliency_lab::attribution::{self, smoothgrad, NoiseGenerator, NoiseSamples, SmoothGradConfig};
 use saliency_lab::preprocess_batch;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -146,4 +146,38 @@ fn any_module_works_not_only_squeezenet() {
     assert!(sg.mean.allclose(&g, 1e-5, 1e-6, false));
     // Frozen: the weights get no gradient.
     assert!(!w.requires_grad());
+}
+
+#[test]
+fn both_noise_generators_estimate_the_same_smoothgrad() {
+    // Two Monte Carlo estimates with different noise: the max-abs maps,
+    // averaged over 8 x 8 blocks, must correlate as scripts/bench.py asks
+    // of the crate against Captum (median >= 0.9).
+    let model = model();
+    let (x, y) = two_images();
+    let cfg = SmoothGradConfig::default().with_samples(50);
+    let chacha = smoothgrad(&model, &x, &y, &cfg).unwrap();
+    let counter = smoothgrad(
+        &model,
+        &x,
+        &y,
+        &cfg.clone().with_generator(NoiseGenerator::Counter),
+    )
+    .unwrap();
+    let blocks = |g: &Tensor| {
+        attribution::max_abs(g)
+            .unwrap()
+            .view([2, 1, 224, 224])
+            .avg_pool2d([8, 8], [8, 8], [0, 0], false, true, None::<i64>)
+            .view([2, -1])
+            .to_kind(Kind::Double)
+    };
+    let (a, b) = (blocks(&chacha.mean), blocks(&counter.mean));
+    for i in 0..2 {
+        let (a, b) = (a.get(i), b.get(i));
+        let (a, b) = (&a - a.mean(Kind::Double), &b - b.mean(Kind::Double));
+        let corr = (&a * &b).sum(Kind::Double).double_value(&[])
+            / (a.norm().double_value(&[]) * b.norm().double_value(&[]));
+        assert!(corr >= 0.9, "image {i}: block correlation {corr}");
+    }
 }

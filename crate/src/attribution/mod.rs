@@ -17,6 +17,6 @@ pub mod summary;
 pub mod vanilla;
 
 pub use blur_average::{blur_average, BlurAverage, LAB_SIGMAS};
-pub use smoothgrad::{smoothgrad, NoiseSamples, SmoothGrad, SmoothGradConfig};
+pub use smoothgrad::{smoothgrad, NoiseGenerator, NoiseSamples, SmoothGrad, SmoothGradConfig};
 pub use summary::{abs, l2, max, max_abs, mean_abs, Summary};
 pub use vanilla::vanilla_gradient;

@@ -7,7 +7,7 @@ use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::model::{check_batch, forward, targets_index};
+use crate::model::{check_batch, check_targets, forward, index_tensor};
 
 /// The gradient of each image's target-class score with respect to the
 /// image: the lab's `compute_saliency_maps`, the full `[N, 3, H, W]` tensor
@@ -76,9 +76,12 @@ pub(crate) fn gradient_of_batch<M: ModuleT + ?Sized>(
     x: &Tensor,
     targets: &[i64],
 ) -> Result<Tensor> {
+    // The index goes to the device before the forward pass: on a GPU the
+    // copy waits for queued work, which is none yet.
+    let index = index_tensor(targets, x.device());
     let input = x.detach().set_requires_grad(true);
     let scores = forward(model, &input)?;
-    let index = targets_index(&scores, targets, "vanilla_gradient")?;
+    check_targets(&scores, targets, "vanilla_gradient")?;
     let picked = scores.f_gather(1, &index, false)?.sum(Kind::Float);
     let mut grads = Tensor::f_run_backward(&[picked], &[&input], false, false)?;
     Ok(grads.remove(0))

@@ -19,7 +19,7 @@ use saliency_lab::attribution::{self, SmoothGradConfig};
 use saliency_lab::convert::{write_npy, write_npy_f32};
 use saliency_lab::transforms::{stack_images, IMAGE_SIZE};
 use saliency_lab::{assets, Error, Result};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Method {
@@ -75,7 +75,7 @@ struct Args {
     /// Output folder (created if missing).
     #[arg(long, default_value = "maps-out")]
     out: PathBuf,
-    /// `cpu`, `cuda` or `cuda:N`; default: CUDA when available.
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (default: a CUDA GPU when one is usable).
     #[arg(long)]
     device: Option<String>,
     /// Print the wall time and the peak resident memory (Linux) at the end.
@@ -83,21 +83,8 @@ struct Args {
     stats: bool,
 }
 
-fn parse_device(s: Option<&str>) -> Result<Device> {
-    match s {
-        None => Ok(Device::cuda_if_available()),
-        Some("cpu") => Ok(Device::Cpu),
-        Some("cuda") => Ok(Device::Cuda(0)),
-        Some(d) => d
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| Error::parameter("maps", "device", d, "expected cpu, cuda or cuda:N")),
-    }
-}
-
 fn run(args: &Args) -> Result<()> {
-    let device = parse_device(args.device.as_deref())?;
+    let device = saliency_lab::device::parse_device(args.device.as_deref().unwrap_or("auto"))?;
     let (images, labels): (Array4<u8>, Option<Vec<i64>>) = match &args.npz {
         Some(npz) => {
             let data = saliency_lab::load_imagenet_val(npz)?;
