@@ -181,3 +181,42 @@ fn both_noise_generators_estimate_the_same_smoothgrad() {
         assert!(corr >= 0.9, "image {i}: block correlation {corr}");
     }
 }
+
+/// SqueezeNet 1.1 as tch builds it (`tch::vision::squeezenet::v1_1`), with
+/// an NHWC twin of the same: the reference for the crate's own SqueezeNet
+/// twin, which reorders ReLU and pooling and computes one class's score.
+fn tch_squeezenet() -> saliency_lab::Model {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = tch::vision::squeezenet::v1_1(&vs.root(), 1000);
+    saliency_lab::model::load_weights(&vs, &saliency_lab::assets::weights_path().unwrap()).unwrap();
+    saliency_lab::Model::new(vs, Box::new(net), "tch SqueezeNet 1.1")
+        .with_channels_last_twin(|p| Box::new(tch::vision::squeezenet::v1_1(p, 1000)))
+        .unwrap()
+}
+
+#[test]
+fn the_crates_squeezenet_twin_gives_tchs_gradients() {
+    let (x, y) = two_images();
+    let cfg = SmoothGradConfig::default()
+        .with_samples(6)
+        .with_batch_size(3);
+    let fast = smoothgrad(&model(), &x, &y, &cfg).unwrap();
+    let reference = smoothgrad(&tch_squeezenet(), &x, &y, &cfg).unwrap();
+    let err = max_rel_error(&array(&fast.mean), &array(&reference.mean));
+    eprintln!("crate's SqueezeNet twin vs tch's: relative error {err:e}");
+    assert!(err <= REL_TOL, "relative error {err:e}");
+    let err = max_rel_error(&array(&fast.variance), &array(&reference.variance));
+    assert!(err <= REL_TOL, "VarGrad: relative error {err:e}");
+    // Whole-network scores of an NHWC batch agree too.
+    let nhwc = x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+    let (a, b) = (
+        model().scores(&nhwc).unwrap(),
+        tch_squeezenet().scores(&nhwc).unwrap(),
+    );
+    assert!(max_rel_error(&array(&a), &array(&b)) <= REL_TOL);
+    // A class outside the model is an error, not a panic.
+    let msg = smoothgrad(&model(), &x.narrow(0, 0, 1), &[1000], &cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("1000") && msg.contains("0..1000"), "{msg}");
+}

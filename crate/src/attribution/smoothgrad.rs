@@ -30,7 +30,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::attribution::vanilla::gradient_of_batch;
 use crate::error::{Error, Result};
-use crate::model::check_batch;
+use crate::model::{as_model, check_batch};
 
 /// SmoothGrad's parameters, with the paper's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -453,7 +453,7 @@ impl Moments {
 /// let map = saliency_lab::attribution::max_abs(&sg.mean)?;
 /// # Ok::<(), saliency_lab::Error>(())
 /// ```
-pub fn smoothgrad<M: ModuleT + ?Sized>(
+pub fn smoothgrad<M: ModuleT + ?Sized + 'static>(
     model: &M,
     x: &Tensor,
     targets: &[i64],
@@ -489,7 +489,12 @@ pub fn smoothgrad<M: ModuleT + ?Sized>(
             } else {
                 batch.contiguous()
             };
-            let g = gradient_of_batch(model, &batch, &vec![target; k])?;
+            // A `Model` with a SqueezeNet twin computes the target class's
+            // score alone (a quarter fewer multiply-adds, same gradient).
+            let g = match as_model(model).and_then(|m| m.class_gradient(&batch, target)) {
+                Some(g) => g?,
+                None => gradient_of_batch(model, &batch, &vec![target; k])?,
+            };
             moments.add(&g);
             done += k;
         }
