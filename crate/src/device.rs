@@ -15,10 +15,28 @@ use tch::Device;
 use crate::error::{Error, Result};
 
 /// Whether libtorch here can run on a CUDA GPU; loads libtorch's CUDA back end
-/// first if the linker left it out (once per process).
+/// first if the linker left it out (once per process). Where no GPU driver
+/// is installed the answer is `false` without loading it (which would cost
+/// about half a second and 300 MB).
 #[must_use]
 pub fn cuda_available() -> bool {
-    load_cuda_backend().is_ok() && tch::Cuda::is_available()
+    gpu_driver_present() && load_cuda_backend().is_ok() && tch::Cuda::is_available()
+}
+
+/// Whether an NVIDIA driver's device files are here (Linux; WSL 2 exposes
+/// `/dev/dxg` instead). Elsewhere: assume one might be.
+fn gpu_driver_present() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    [
+        "/dev/nvidiactl",
+        "/dev/nvidia0",
+        "/proc/driver/nvidia/version",
+        "/dev/dxg",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
 }
 
 /// A CUDA GPU when one is usable, else the CPU (`--device auto`).

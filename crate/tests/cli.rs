@@ -171,6 +171,26 @@ fn errors_are_one_line_and_a_failure_code() {
         s(&out_dir("err")),
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("samples = 0"));
+    // A device that is not there: one line that says why.
+    let run_on = |device: &str| {
+        let out = maps(&[
+            "--image",
+            s(&rgba),
+            "--device",
+            device,
+            "--out",
+            s(&out_dir("err")),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{device}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run_on("gpu");
+    assert!(err.contains("expected cpu, cuda, cuda:N or auto"), "{err}");
+    let err = run_on("cuda:99");
+    assert!(
+        err.contains("CUDA device(s) here") || err.contains("no CUDA back end"),
+        "{err}"
+    );
 }
 
 fn peak_rss(out: &Output) -> f64 {

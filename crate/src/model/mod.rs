@@ -138,7 +138,7 @@ impl Model {
             )));
         }
         let input = x.detach().set_requires_grad(true);
-        let score = catch_libtorch(&input, || net.class_score(&input, class))
+        let grad = catch_libtorch(&input, || net.class_score(&input, class))
             .and_then(|s| {
                 Ok(Tensor::f_run_backward(
                     &[s.sum(Kind::Float)],
@@ -148,7 +148,7 @@ impl Model {
                 )?)
             })
             .map(|mut grads| grads.remove(0));
-        Some(score)
+        Some(grad)
     }
 
     /// The device the weights live on.
@@ -206,9 +206,11 @@ impl Model {
 /// safetensors file with torchvision's variable names
 /// (`features.0.weight` ... `classifier.1.bias`), frozen, on `device`, and
 /// runs one small forward and backward pass so the first real call is not
-/// slowed by libtorch's set-up. On the CPU the model also keeps its
-/// convolution weights in NHWC layout for SmoothGrad's batches (see
-/// [`Model::forward_t`]).
+/// slowed by libtorch's set-up. On the CPU the model also keeps a twin with
+/// its convolution weights in NHWC layout for SmoothGrad's batches (see
+/// [`Model::forward_t`]); the twin computes ReLU and pooling in a faster order
+/// and can score one class alone, with tch's numbers bit for bit
+/// (`model/squeezenet.rs`).
 ///
 /// # Errors
 /// [`Error::NotFound`] if the file does not exist, [`Error::Format`] if it is
