@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Speed of the crate against the lab's PyTorch code and Captum, in one command.
 
-  scripts/bench.py [--runs 5] [--sg-runs 3] [--sg-images 25] [--device cpu|cuda] [--quick]
+  scripts/bench.py [--runs 5] [--sg-runs 3] [--sg-images 25] [--device cpu|cuda] [--quick] [--rust-bin PATH]
+
+(On a machine without a Rust toolchain, pass a prebuilt bench example with
+--rust-bin: scripts/bench_device.sh does so on a lent GPU machine.)
 
 Times, each implementation in a process of its own (so peak memory is its own):
   1. vanilla saliency of the lab's 25 images: the crate, the lab's
