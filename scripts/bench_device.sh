@@ -40,6 +40,7 @@ prepare() {
     mkdir -p .git/info .gpu/bin .gpu/whl
     grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exclude
     cp "$g/target/release/examples/bench" .gpu/bin/bench
+    echo "the crate built with tch $tch against PyTorch $torch's libtorch by scripts/bench_device.sh" >.gpu/bin/BUILD
     python -m pip download -q --no-deps --only-binary=:all: -d .gpu/whl "captum==$(python -c 'import captum; print(captum.__version__)')"
     ln -sfn "${SALIENCY_LAB_MIRROR:-$SALIENCY_LAB_HOME/assets}" .gpu/shared
     echo "ready: carry .gpu/bin .gpu/whl .gpu/shared/data/imagenet_val_25.npz .gpu/shared/models/squeezenet1_1.safetensors"
@@ -65,6 +66,7 @@ run() {
     done | tee "$out/rust_batches.txt"
     python3 scripts/bench.py --device cuda --rust-bin .gpu/bin/bench --rust-batch "${RUST_BATCH:-50}" \
         --sg-batches 10,25,50 --out /tmp/bench 2>&1 | tee "$out/bench.log" || echo "bench.py: exit $?"
+    echo "- Rust side: $(cat .gpu/bin/BUILD)." >>crate/benches/results-cuda.md
     cp crate/benches/results-cuda.md "$out/"
     # How far the GPU's rounding moves a gradient: the lab's vanilla gradient
     # on the CPU against the GPU, with TF32 convolutions (the default) and
