@@ -79,10 +79,21 @@ pub(crate) fn gradient_of_batch<M: ModuleT + ?Sized>(
     // The index goes to the device before the forward pass: on a GPU the
     // copy waits for queued work, which is none yet.
     let index = index_tensor(targets, x.device());
+    input_gradient(x, |input| {
+        let scores = forward(model, input)?;
+        check_targets(&scores, targets, "vanilla_gradient")?;
+        Ok(scores.f_gather(1, &index, false)?.sum(Kind::Float))
+    })
+}
+
+/// The gradient of the scalar `score(input)` with respect to the input,
+/// where `input` is `x` detached and made to record gradients.
+pub(crate) fn input_gradient(
+    x: &Tensor,
+    score: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     let input = x.detach().set_requires_grad(true);
-    let scores = forward(model, &input)?;
-    check_targets(&scores, targets, "vanilla_gradient")?;
-    let picked = scores.f_gather(1, &index, false)?.sum(Kind::Float);
-    let mut grads = Tensor::f_run_backward(&[picked], &[&input], false, false)?;
+    let score = score(&input)?;
+    let mut grads = Tensor::f_run_backward(&[score], &[&input], false, false)?;
     Ok(grads.remove(0))
 }

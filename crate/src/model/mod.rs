@@ -35,6 +35,15 @@ enum Twin {
     SqueezeNet(Box<SqueezeNet11>),
 }
 
+impl Twin {
+    fn module(&self) -> &dyn ModuleT {
+        match self {
+            Twin::Any(net) => net.as_ref(),
+            Twin::SqueezeNet(net) => net.as_ref(),
+        }
+    }
+}
+
 impl ModuleT for Model {
     /// Runs the network. An input in NHWC ("channels last") layout, as
     /// SmoothGrad passes its noisy batches, runs on a twin whose weights are
@@ -44,8 +53,7 @@ impl ModuleT for Model {
     /// on the default weights and give PyTorch's numbers bit for bit.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         match &self.channels_last {
-            Some((_, Twin::Any(net))) if is_channels_last(xs) => net.forward_t(xs, train),
-            Some((_, Twin::SqueezeNet(net))) if is_channels_last(xs) => net.forward_t(xs, train),
+            Some((_, twin)) if is_channels_last(xs) => twin.module().forward_t(xs, train),
             _ => self.net.forward_t(xs, train),
         }
     }
@@ -137,18 +145,9 @@ impl Model {
                 format!("must be in 0..{}", net.classes()),
             )));
         }
-        let input = x.detach().set_requires_grad(true);
-        let grad = catch_libtorch(&input, || net.class_score(&input, class))
-            .and_then(|s| {
-                Ok(Tensor::f_run_backward(
-                    &[s.sum(Kind::Float)],
-                    &[&input],
-                    false,
-                    false,
-                )?)
-            })
-            .map(|mut grads| grads.remove(0));
-        Some(grad)
+        Some(crate::attribution::vanilla::input_gradient(x, |input| {
+            Ok(catch_libtorch(input, || net.class_score(input, class))?.sum(Kind::Float))
+        }))
     }
 
     /// The device the weights live on.
