@@ -17,7 +17,13 @@ export SALIENCY_LAB_EVCXR=$SALIENCY_LAB_HOME/evcxr-$EVCXR_VERSION/bin/evcxr_jupy
 # tch builds against the venv's PyTorch and loads its libtorch at run time.
 export LIBTORCH_USE_PYTORCH=1
 export PATH=$SALIENCY_LAB_VENV/bin:$HOME/.cargo/bin:$PATH
-TORCH_LIB=$(ls -d "$SALIENCY_LAB_VENV"/lib/python3*/site-packages/torch/lib 2>/dev/null | head -n 1)
+# (Before set-up has made the venv there is no torch/lib yet: a glob, not
+# `ls | head`, so that a caller's `set -euo pipefail` does not end here.)
+TORCH_LIB=
+for _dir in "$SALIENCY_LAB_VENV"/lib/python3*/site-packages/torch/lib; do
+    [[ -d "$_dir" ]] && { TORCH_LIB=$_dir; break; }
+done
+unset _dir
 export LD_LIBRARY_PATH=${TORCH_LIB}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 # Build output outside the clone: tch's first build takes minutes.

@@ -3,18 +3,23 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- --out DIR [--runs 5] [--sg-runs 2] [--sg-images 25] [--batch 25] [--device cpu]
+//! cargo run --release --example bench -- --out DIR --method NAME [--images 25] [--runs 3] [--device cpu]
 //! ```
 //!
 //! Writes `DIR/rust.json` (timings in seconds, peak RSS in MiB) and the maps
 //! it computed (`rust_vanilla.npy`, `rust_smoothgrad.npy`) so the script can
-//! check that the fast answer is also the right one.
+//! check that the fast answer is also the right one. With `--method`, times
+//! one attribution method (with the benchmark's settings, `method()` below)
+//! and writes `DIR/rust_method_NAME.json` and `.npy`.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use saliency_lab::attribution::{
-    smoothgrad, vanilla_gradient, NoiseGenerator, NoiseSamples, SmoothGradConfig,
+    by_name, smoothgrad, vanilla_gradient, IntegratedGradients, Method, NoiseGenerator,
+    NoiseSamples, NoiseTunnel, Occlusion, SmoothGradConfig,
 };
+use saliency_lab::model::Layout;
 use saliency_lab::convert::write_npy_f32;
 use saliency_lab::{assets, load_imagenet_val, preprocess_batch, squeezenet1_1, Result};
 use tch::{Device, Kind, Tensor};
@@ -26,6 +31,8 @@ struct Args {
     sg_images: usize,
     batch: usize,
     device: Device,
+    method: Option<String>,
+    images: usize,
 }
 
 fn parse() -> Args {
@@ -36,6 +43,8 @@ fn parse() -> Args {
         sg_images: 25,
         batch: 25,
         device: Device::Cpu,
+        method: None,
+        images: 25,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -47,6 +56,8 @@ fn parse() -> Args {
             "--sg-runs" => a.sg_runs = v().parse().unwrap_or(2),
             "--sg-images" => a.sg_images = v().parse().unwrap_or(25),
             "--batch" => a.batch = v().parse().unwrap_or(25),
+            "--method" => a.method = Some(v()),
+            "--images" => a.images = v().parse().unwrap_or(25),
             "--device" => match saliency_lab::device::parse_device(&v()) {
                 Ok(d) => a.device = d,
                 Err(e) => {
@@ -75,9 +86,61 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The benchmark's settings of each method (`scripts/bench.py` gives Captum
+/// the same): the paper's defaults, but Occlusion with 56-pixel windows 28
+/// apart (7 x 7 windows), and the noise tunnel over Integrated Gradients
+/// with 10 samples of 20 steps.
+fn method(name: &str) -> Result<Box<dyn Method>> {
+    Ok(match name {
+        "integrated-gradients-nhwc" => {
+            Box::new(IntegratedGradients::default().with_layout(Layout::ChannelsLast))
+        }
+        "occlusion" => Box::new(Occlusion::default().with_window(56).with_stride(28)),
+        "smoothgrad-integrated-gradients" => Box::new(NoiseTunnel::new(
+            IntegratedGradients::default().with_steps(20),
+            SmoothGradConfig::default().with_samples(10),
+        )),
+        other if other.starts_with("ig-batch-") => Box::new(
+            IntegratedGradients::default().with_batch_size(other[9..].parse().unwrap_or(10)),
+        ),
+        other => by_name(other)?,
+    })
+}
+
+/// Times `name` on the first `images` images, `runs` times.
+fn bench_method(args: &Args, name: &str) -> Result<()> {
+    saliency_lab::keep_freed_memory();
+    let data = load_imagenet_val(assets::data_path()?)?;
+    let model = squeezenet1_1(assets::weights_path()?, args.device)?;
+    let n = args.images.min(data.len()) as i64;
+    let x = preprocess_batch(data.images.view())?
+        .narrow(0, 0, n)
+        .to_device(args.device);
+    let targets = &data.labels[..n as usize];
+    let m = method(name)?;
+    let mut times = Vec::new();
+    for _ in 0..args.runs {
+        let t = Instant::now();
+        let a = m.attribute(&model, &x, targets)?;
+        sync(args.device);
+        times.push(t.elapsed().as_secs_f64());
+        write_npy_f32(args.out.join(format!("rust_method_{name}.npy")), &a.values)?;
+    }
+    let json = format!(
+        "{{\"method\": \"{name}\", \"images\": {n}, \"runs\": {times:?}, \"rss_mib\": {:.1}}}\n",
+        peak_rss_mib()
+    );
+    let path = args.out.join(format!("rust_method_{name}.json"));
+    std::fs::write(&path, json).map_err(|e| saliency_lab::Error::io(&path, e))
+}
+
 fn main() -> Result<()> {
     let args = parse();
     std::fs::create_dir_all(&args.out).map_err(|e| saliency_lab::Error::io(&args.out, e))?;
+    if let Some(name) = &args.method {
+        return bench_method(&args, name);
+    }
+    saliency_lab::keep_freed_memory();
     let data = load_imagenet_val(assets::data_path()?)?;
 
     let t = Instant::now();

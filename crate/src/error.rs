@@ -75,6 +75,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// A method needs something of the network that this network does not
+    /// offer (Guided Backprop and Grad-CAM look inside it: a tch module is
+    /// opaque).
+    #[error("{op}: {needs}")]
+    Unsupported {
+        /// The method or operation.
+        op: &'static str,
+        /// What it needs, and how to give it.
+        needs: String,
+    },
+
     /// An error raised by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -7,10 +7,13 @@
 //!    names from `imagenet_val_25.npz`;
 //! 2. [`transforms`]: `preprocess`, `rescale`, `deprocess`, `blur_image`;
 //! 3. [`model`]: SqueezeNet 1.1 with torchvision's pretrained weights,
-//!    frozen, and class scores;
-//! 4. [`attribution`]: the vanilla gradient, its 2-D summaries, SmoothGrad
-//!    (with SG-SQ and VarGrad) and the lab's blur average, for any
-//!    [`tch::nn::ModuleT`];
+//!    frozen, and class scores; [`Network`](model::Network), what the
+//!    methods ask of a network, and the crate's [`layers`](model::layers);
+//! 4. [`attribution`]: the vanilla gradient and its 2-D summaries, Input x
+//!    Gradient, Integrated Gradients, Guided Backprop, Grad-CAM, Guided
+//!    Grad-CAM, Occlusion, a noise tunnel (SmoothGrad, SG-SQ, VarGrad) over
+//!    any of them, and the lab's blur average, behind one trait
+//!    ([`attribution::Method`]);
 //! 5. [`plot`]: the lab's figures, drawn with `plotters`, inline in evcxr
 //!    notebooks or saved as PNG.
 //!
@@ -35,6 +38,7 @@ pub mod error;
 pub mod grading;
 pub mod model;
 pub mod plot;
+pub(crate) mod support;
 pub mod transforms;
 
 /// This crate's version.
@@ -98,12 +102,14 @@ pub use {ndarray, tch};
 /// `use saliency_lab::prelude::*;`.
 pub mod prelude {
     pub use crate::attribution::{
-        self, blur_average, smoothgrad, vanilla_gradient, NoiseGenerator, NoiseSamples,
-        SmoothGradConfig, LAB_SIGMAS,
+        self, blur_average, smoothgrad, vanilla_gradient, Baseline, GradCam, GuidedBackprop,
+        GuidedGradCam, InputXGradient, IntegratedGradients, Method, NoiseGenerator, NoiseSamples,
+        NoiseTunnel, Occlusion, Rule, SmoothGradConfig, Vanilla, LAB_SIGMAS,
     };
     pub use crate::convert::pretty;
     pub use crate::plot::{self, Colormap, Figure, Grid, Panel, Scale};
     pub use crate::transforms::{stack_images, IMAGE_SIZE};
+    pub use crate::model::Network;
     pub use crate::{
         assets, best_device, blur_image, deprocess, gather_scores, load_imagenet_val, preprocess,
         preprocess_batch, rescale, squeezenet1_1, top1, Error, ImagenetVal, Model, Result,
@@ -116,7 +122,8 @@ pub mod prelude {
 pub use data::{load_image_file, load_imagenet_val, ImagenetVal, NUM_CLASSES};
 pub use device::{best_device, parse_device};
 pub use error::{Error, Result};
-pub use model::{class_scores, gather_scores, squeezenet1_1, top1, Model};
+pub use model::{class_scores, gather_scores, squeezenet1_1, top1, Model, Network};
+pub use support::CPU_CHUNK;
 pub use transforms::{
     blur_image, deprocess, preprocess, preprocess_batch, rescale, SQUEEZENET_MEAN, SQUEEZENET_STD,
 };

@@ -8,11 +8,11 @@
 //! smoothed inputs. It is kept, under its own name, because the lab shows it.
 
 use ndarray::{Array3, ArrayView3};
-use tch::nn::ModuleT;
 use tch::{Kind, Tensor};
 
 use crate::attribution::{max_abs, vanilla_gradient};
 use crate::error::Result;
+use crate::model::Network;
 use crate::transforms::{blur_image, preprocess_batch, stack_images};
 
 /// The blur widths of the lab's sample answer.
@@ -39,8 +39,8 @@ pub struct BlurAverage {
 ///
 /// # Errors
 /// As [`blur_image`], [`preprocess_batch`] and [`vanilla_gradient`].
-pub fn blur_average<M: ModuleT + ?Sized>(
-    model: &M,
+pub fn blur_average<N: Network + ?Sized>(
+    model: &N,
     image: ArrayView3<'_, u8>,
     target: i64,
     sigmas: &[f64],

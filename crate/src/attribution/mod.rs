@@ -1,22 +1,283 @@
-//! Gradient attributions: how much each input pixel moves the score of a
-//! class.
+//! Attribution methods: how much each input pixel matters to the score of a
+//! class, all behind one trait, [`Method`].
 //!
-//! | method | module | paper |
-//! | --- | --- | --- |
-//! | vanilla gradient | [`vanilla`] | Simonyan et al. 2014, "Deep Inside Convolutional Networks" |
-//! | SmoothGrad, SG-SQ, VarGrad | [`smoothgrad`] | Smilkov et al. 2017; Hooker et al. 2019; Adebayo et al. 2018 |
-//! | the lab's blur average | [`blur_average`] | the lab's sample answer (not SmoothGrad) |
+//! | method | type | paper | Captum's equivalent |
+//! | --- | --- | --- | --- |
+//! | vanilla gradient | [`Vanilla`], [`vanilla_gradient`] | Simonyan et al. 2014, "Deep Inside Convolutional Networks" | `Saliency(abs=False)` |
+//! | Input x Gradient | [`InputXGradient`] | Shrikumar et al. 2016, "Not Just a Black Box" | `InputXGradient` |
+//! | Integrated Gradients | [`IntegratedGradients`] | Sundararajan et al. 2017, "Axiomatic Attribution for Deep Networks" | `IntegratedGradients` |
+//! | Guided Backprop | [`GuidedBackprop`] | Springenberg et al. 2015, "Striving for Simplicity" | `GuidedBackprop` |
+//! | Grad-CAM | [`GradCam`] | Selvaraju et al. 2017, "Grad-CAM" | `LayerGradCam` + `LayerAttribution.interpolate` |
+//! | Guided Grad-CAM | [`GuidedGradCam`] | Selvaraju et al. 2017 | `GuidedGradCam` |
+//! | Occlusion | [`Occlusion`] | Zeiler and Fergus 2014, "Visualizing and Understanding Convolutional Networks" | `Occlusion` |
+//! | noise tunnel: SmoothGrad, SG-SQ, VarGrad over any method | [`NoiseTunnel`], [`smoothgrad`] | Smilkov et al. 2017; Hooker et al. 2019; Adebayo et al. 2018 | `NoiseTunnel` |
+//! | the lab's blur average | [`blur_average`] | the lab's sample answer (not SmoothGrad) | - |
 //!
-//! Every method returns the full multi-channel gradient `[N, 3, H, W]`; the 2-D
-//! maps (channel max, max of abs, ...) are in [`summary`]. All methods take
-//! any [`tch::nn::ModuleT`].
+//! Every method takes a [`Network`], a preprocessed batch `[N, 3, H, W]` and
+//! one target class per image, and returns the attribution at the input's
+//! resolution, `[N, 3, H, W]` (`[N, 1, H, W]` for Grad-CAM), with
+//! [`Warning`]s for maps that say nothing (all zeros, NaN). Methods compose:
+//! SmoothGrad over Integrated Gradients is
+//! `NoiseTunnel::new(IntegratedGradients::default(), SmoothGradConfig::default())`.
+//! The 2-D maps (channel max, max of abs, ...) are in [`summary`].
+//!
+//! A new method is one file: a config struct with the paper's defaults and
+//! `with_*` setters, and an `impl Method`.
 
 pub mod blur_average;
+pub mod grad_cam;
+pub mod guided_backprop;
+pub mod input_x_gradient;
+pub mod integrated_gradients;
+pub mod noise_tunnel;
+pub mod occlusion;
 pub mod smoothgrad;
 pub mod summary;
 pub mod vanilla;
 
 pub use blur_average::{blur_average, BlurAverage, LAB_SIGMAS};
+pub use grad_cam::{GradCam, GuidedGradCam};
+pub use guided_backprop::GuidedBackprop;
+pub use input_x_gradient::InputXGradient;
+pub use integrated_gradients::{Baseline, IntegratedGradients, Rule};
+pub use noise_tunnel::{Estimator, NoiseTunnel};
+pub use occlusion::Occlusion;
 pub use smoothgrad::{smoothgrad, NoiseGenerator, NoiseSamples, SmoothGrad, SmoothGradConfig};
 pub use summary::{abs, l2, max, max_abs, mean_abs, Summary};
-pub use vanilla::vanilla_gradient;
+pub use vanilla::{vanilla_gradient, Vanilla};
+
+use tch::{Kind, Tensor};
+
+use crate::error::Result;
+use crate::model::{Layout, Network};
+use crate::support::{catch_libtorch, check_batch, check_count, input_gradient, target_score_sum};
+
+/// The methods' command-line names, in the order of the module's table
+/// (each a [`Method`] with the paper's defaults from [`by_name`]).
+pub const METHODS: [&str; 10] = [
+    "vanilla",
+    "input-x-gradient",
+    "integrated-gradients",
+    "guided-backprop",
+    "grad-cam",
+    "guided-grad-cam",
+    "occlusion",
+    "smoothgrad",
+    "smoothgrad-sq",
+    "vargrad",
+];
+
+/// The method named `name` (one of [`METHODS`]) with its paper's defaults;
+/// `smoothgrad`, `smoothgrad-sq` and `vargrad` are the noise tunnel over the
+/// vanilla gradient.
+///
+/// # Errors
+/// [`crate::Error::Parameter`] for another name, listing the names.
+pub fn by_name(name: &str) -> Result<Box<dyn Method>> {
+    let tunnel = |e| Box::new(NoiseTunnel::new(Vanilla, SmoothGradConfig::default()).with_estimator(e));
+    Ok(match name {
+        "vanilla" => Box::new(Vanilla),
+        "input-x-gradient" => Box::new(InputXGradient),
+        "integrated-gradients" => Box::new(IntegratedGradients::default()),
+        "guided-backprop" => Box::new(GuidedBackprop),
+        "grad-cam" => Box::new(GradCam::default()),
+        "guided-grad-cam" => Box::new(GuidedGradCam::default()),
+        "occlusion" => Box::new(Occlusion::default()),
+        "smoothgrad" => tunnel(Estimator::SmoothGrad),
+        "smoothgrad-sq" => tunnel(Estimator::SmoothGradSq),
+        "vargrad" => tunnel(Estimator::VarGrad),
+        other => {
+            return Err(crate::Error::parameter(
+                "attribution::by_name",
+                "method",
+                other,
+                format!("expected one of {}", METHODS.join(", ")),
+            ))
+        }
+    })
+}
+
+/// An attribution method (see the module's table).
+///
+/// `attribute` explains a batch of different images, each for its own class;
+/// `attribute_copies` explains a batch of copies of one image (noisy samples,
+/// say) for one class, which a method may do faster. Implementations check
+/// their inputs and return errors, never panic on bad input.
+pub trait Method {
+    /// The method's name, as the command line spells it
+    /// (`integrated-gradients`).
+    fn name(&self) -> String;
+
+    /// Checks the method's parameters.
+    ///
+    /// # Errors
+    /// [`crate::Error::Parameter`] naming the parameter that is out of range.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The attribution of each image of `x` `[N, C, H, W]` (preprocessed) for
+    /// its class in `targets`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`] for a batch that is not `[N, C, H, W]` or a
+    /// target count that is not `N`, [`crate::Error::Parameter`] for NaN in
+    /// `x`, a target outside the network's classes or an invalid parameter,
+    /// [`crate::Error::Unsupported`] where the method needs to look inside a
+    /// network that is opaque.
+    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions>;
+
+    /// The attributions of a batch of copies of one image `[k, C, H, W]`
+    /// (already checked), all for class `target` (already checked). The
+    /// default calls [`Method::attribute`].
+    ///
+    /// # Errors
+    /// As [`Method::attribute`].
+    fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
+        let k = copies.size()[0] as usize;
+        Ok(self.attribute(net, copies, &vec![target; k])?.values)
+    }
+}
+
+/// What a [`Method`] returns: the attribution and what is wrong with it.
+#[derive(Debug)]
+pub struct Attributions {
+    /// The attribution `[N, C, H, W]` (`C` = 1 for Grad-CAM).
+    pub values: Tensor,
+    /// Maps that say nothing, one warning per image concerned.
+    pub warnings: Vec<Warning>,
+}
+
+impl Attributions {
+    /// `values` with the warnings [`Warning::scan`] finds.
+    #[must_use]
+    pub fn checked(values: Tensor) -> Self {
+        let warnings = Warning::scan(&values);
+        Attributions { values, warnings }
+    }
+}
+
+/// A map that says nothing about its image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The image's index in the batch.
+    pub image: usize,
+    /// What is wrong.
+    pub kind: WarningKind,
+}
+
+/// What is wrong with a map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WarningKind {
+    /// Every value is zero: the class's score does not change near the input
+    /// (a ReLU that is off everywhere, a saturated class, ...).
+    AllZero,
+    /// Some values are NaN or infinite (this many).
+    NonFinite(usize),
+    /// Grad-CAM's ReLU removed everything: no part of the layer speaks for
+    /// the class (the map before the ReLU was negative wherever it was not
+    /// zero).
+    ReluRemovedAll,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match &self.kind {
+            WarningKind::AllZero => {
+                "the map is all zeros: the class's score does not change near this input".to_string()
+            }
+            WarningKind::NonFinite(n) => format!("the map has {n} NaN/inf value(s)"),
+            WarningKind::ReluRemovedAll => {
+                "Grad-CAM's ReLU removed the whole map: the layer's evidence is all against the class"
+                    .to_string()
+            }
+        };
+        write!(f, "warning: image {}: {what}", self.image)
+    }
+}
+
+impl Warning {
+    /// The warnings for a batch of maps `[N, ...]`: all zeros, NaN/inf.
+    #[must_use]
+    pub fn scan(values: &Tensor) -> Vec<Warning> {
+        let n = values.size().first().copied().unwrap_or(0);
+        let flat = values.detach().reshape([n, -1]);
+        let bad = Vec::<i64>::try_from(flat.isfinite().logical_not().sum_dim_intlist(
+            1,
+            false,
+            Kind::Int64,
+        ))
+        .unwrap_or_default();
+        let nonzero = Vec::<i64>::try_from(flat.ne(0.0).sum_dim_intlist(1, false, Kind::Int64))
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (i, (&bad, &nonzero)) in bad.iter().zip(&nonzero).enumerate() {
+            if bad > 0 {
+                out.push(Warning {
+                    image: i,
+                    kind: WarningKind::NonFinite(bad as usize),
+                });
+            } else if nonzero == 0 {
+                out.push(Warning {
+                    image: i,
+                    kind: WarningKind::AllZero,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Checks a batch and its targets' count (the classes are checked where the
+/// scores are known).
+fn check_input(op: &'static str, x: &Tensor, targets: &[i64]) -> Result<()> {
+    check_batch(op, x)?;
+    check_count(op, x.size()[0], targets)
+}
+
+/// Checks that every target is one of the network's classes, by one forward
+/// pass over the batch (methods that then score one class alone would
+/// otherwise fail inside libtorch).
+fn check_classes(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<()> {
+    let scores = crate::model::class_scores(net, x)?;
+    crate::support::check_targets(&scores, targets, op)
+}
+
+/// The gradient of each image's target score with respect to the image,
+/// through the whole network in the default layout (the lab's
+/// `compute_saliency_maps`); inputs already checked. On the CPU in chunks of
+/// a few images (the same numbers, faster).
+fn gradient(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
+    crate::support::in_chunks(x, targets, |x, t| {
+        input_gradient(x, |input| {
+            let scores = catch_libtorch(input, || net.logits(input))?;
+            target_score_sum(&scores, t, op)
+        })
+    })
+}
+
+/// The gradient of class `target`'s score with respect to each of a batch of
+/// copies of one image, laid out as `layout` and scored one class alone
+/// ([`Network::class_score`]); the class already checked.
+fn copies_gradient(net: &dyn Network, copies: &Tensor, target: i64, layout: Layout) -> Result<Tensor> {
+    let batch = layout.apply(copies);
+    input_gradient(&batch, |input| {
+        Ok(catch_libtorch(input, || net.class_score(input, target, layout))?.sum(Kind::Float))
+    })
+}
+
+impl<M: Method + ?Sized> Method for Box<M> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn validate(&self) -> Result<()> {
+        (**self).validate()
+    }
+    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+        (**self).attribute(net, x, targets)
+    }
+    fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
+        (**self).attribute_copies(net, copies, target)
+    }
+}

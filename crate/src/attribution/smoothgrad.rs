@@ -25,12 +25,12 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use tch::nn::ModuleT;
 use tch::{Device, Kind, Tensor};
 
-use crate::attribution::vanilla::gradient_of_batch;
+use super::{NoiseTunnel, Vanilla};
 use crate::error::{Error, Result};
-use crate::model::{as_model, check_batch};
+use crate::model::{ByRef, Network};
+use crate::support::check_batch;
 
 /// SmoothGrad's parameters, with the paper's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -396,7 +396,7 @@ fn counter_normals(key: u64, pairs: &Tensor, first: u64, k: usize) -> Tensor {
 
 /// Running mean, sum of squares and M2 (sum of squared deviations) of the
 /// gradients of one image, merged batch by batch in double precision.
-struct Moments {
+pub(crate) struct Moments {
     n: f64,
     mean: Tensor,
     sum_sq: Tensor,
@@ -404,7 +404,7 @@ struct Moments {
 }
 
 impl Moments {
-    fn new(like: &Tensor) -> Self {
+    pub(crate) fn new(like: &Tensor) -> Self {
         let z = || Tensor::zeros(like.size(), (Kind::Double, like.device()));
         Moments {
             n: 0.0,
@@ -416,7 +416,7 @@ impl Moments {
 
     /// Adds a batch of gradients `[b, C, H, W]` (Chan, Golub and LeVeque's
     /// pairwise update).
-    fn add(&mut self, g: &Tensor) {
+    pub(crate) fn add(&mut self, g: &Tensor) {
         // Per-batch sums in single precision (a few samples each), merged
         // across batches in double precision.
         let nb = g.size()[0] as f64;
@@ -437,14 +437,33 @@ impl Moments {
         self.mean = &self.mean + delta * (nb / n);
         self.n = n;
     }
+
+    /// The mean, the mean square and the (population) variance, in single
+    /// precision.
+    pub(crate) fn estimates(self) -> (Tensor, Tensor, Tensor) {
+        (
+            self.mean.to_kind(Kind::Float),
+            (self.sum_sq / self.n).to_kind(Kind::Float),
+            (self.m2 / self.n).to_kind(Kind::Float),
+        )
+    }
 }
 
-/// SmoothGrad, SG-SQ and VarGrad of `model` for a preprocessed batch `x`
-/// `[N, C, H, W]` and one target class per image, over `config.samples` noisy
-/// copies per image run `config.batch_size` at a time.
+/// SmoothGrad, SG-SQ and VarGrad of the vanilla gradient of `net` for a
+/// preprocessed batch `x` `[N, C, H, W]` and one target class per image, over
+/// `config.samples` noisy copies per image run `config.batch_size` at a time:
+/// [`NoiseTunnel`] over [`Vanilla`]. The copies go through the network in the
+/// layout it asks for and, where it can, scoring the target class alone
+/// ([`Network::copy_layout`], [`Network::class_score`]): a [`Model`] from
+/// [`squeezenet1_1`] does both on the CPU, a `&dyn ModuleT` neither (the same
+/// numbers, slower).
+///
+/// [`Model`]: crate::Model
+/// [`squeezenet1_1`]: crate::squeezenet1_1
 ///
 /// # Errors
-/// As [`vanilla_gradient`], and [`Error::Parameter`] for an invalid config.
+/// As [`vanilla_gradient`](super::vanilla_gradient), and
+/// [`Error::Parameter`] for an invalid config.
 ///
 /// ```no_run
 /// use saliency_lab::attribution::{smoothgrad, SmoothGradConfig};
@@ -453,64 +472,13 @@ impl Moments {
 /// let map = saliency_lab::attribution::max_abs(&sg.mean)?;
 /// # Ok::<(), saliency_lab::Error>(())
 /// ```
-pub fn smoothgrad<M: ModuleT + ?Sized + 'static>(
-    model: &M,
+pub fn smoothgrad<N: Network + ?Sized>(
+    net: &N,
     x: &Tensor,
     targets: &[i64],
     config: &SmoothGradConfig,
 ) -> Result<SmoothGrad> {
-    config.validate()?;
-    check_batch("smoothgrad", x)?;
-    let n = x.size()[0] as usize;
-    if targets.len() != n {
-        return Err(Error::shape(
-            "smoothgrad",
-            format!("{n} target classes"),
-            format!("{}", targets.len()),
-        ));
-    }
-    let (mut means, mut squares, mut variances, mut sigmas) = (vec![], vec![], vec![], vec![]);
-    for (i, &target) in targets.iter().enumerate() {
-        let image = x.narrow(0, i as i64, 1);
-        let mut noise = NoiseSamples::new(&image, i, config)?;
-        let mut moments = Moments::new(&image);
-        let mut done = 0;
-        while done < config.samples {
-            let k = config.batch_size.min(config.samples - done);
-            // The batch comes in NHWC layout, where libtorch's CPU
-            // convolutions run faster (a `Model` keeps weights to match).
-            // Where max-pooling meets exact ties, layouts may route a
-            // gradient to different, equally valid positions: noisy inputs
-            // have none, and without noise the default layout gives the
-            // vanilla gradient exactly.
-            let batch = noise.next_batch(k);
-            let batch = if x.device() == Device::Cpu && noise.sigma() > 0.0 {
-                batch
-            } else {
-                batch.contiguous()
-            };
-            // A `Model` with a SqueezeNet twin computes the target class's
-            // score alone (a quarter fewer multiply-adds, same gradient).
-            let g = match as_model(model).and_then(|m| m.class_gradient(&batch, target)) {
-                Some(g) => g?,
-                None => gradient_of_batch(model, &batch, &vec![target; k])?,
-            };
-            moments.add(&g);
-            done += k;
-        }
-        let count = config.samples as f64;
-        means.push(moments.mean.to_kind(Kind::Float));
-        squares.push((moments.sum_sq / count).to_kind(Kind::Float));
-        variances.push((moments.m2 / count).to_kind(Kind::Float));
-        sigmas.push(noise.sigma());
-    }
-    Ok(SmoothGrad {
-        mean: Tensor::cat(&means, 0),
-        mean_square: Tensor::cat(&squares, 0),
-        variance: Tensor::cat(&variances, 0),
-        sigmas,
-        samples: config.samples,
-    })
+    NoiseTunnel::new(Vanilla, config.clone()).estimate(&ByRef(net), x, targets)
 }
 
 impl SmoothGrad {

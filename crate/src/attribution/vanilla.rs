@@ -1,19 +1,47 @@
 //! Vanilla gradient saliency (Simonyan, Vedaldi and Zisserman, "Deep Inside
 //! Convolutional Networks: Visualising Image Classification Models and
 //! Saliency Maps", ICLR workshop 2014): the gradient of the target class score
-//! with respect to the input image.
+//! with respect to the input image. Captum: `Saliency(abs=False)`.
 
-use tch::nn::ModuleT;
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
-use crate::error::{Error, Result};
-use crate::model::{check_batch, check_targets, forward, index_tensor};
+use super::{check_input, copies_gradient, gradient, Attributions, Method};
+use crate::error::Result;
+use crate::model::{ByRef, Network};
+
+/// The vanilla gradient as a [`Method`] (no parameters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Vanilla;
+
+impl Method for Vanilla {
+    fn name(&self) -> String {
+        "vanilla".into()
+    }
+
+    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+        check_input("vanilla_gradient", x, targets)?;
+        Ok(Attributions::checked(gradient(
+            "vanilla_gradient",
+            net,
+            x,
+            targets,
+        )?))
+    }
+
+    /// One class's score alone, in the network's layout for copies.
+    fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
+        copies_gradient(net, copies, target, net.copy_layout())
+    }
+}
 
 /// The gradient of each image's target-class score with respect to the
 /// image: the lab's `compute_saliency_maps`, the full `[N, 3, H, W]` tensor
 /// (`X.grad`). `x` is a preprocessed batch `[N, C, H, W]`, `targets` one class
-/// per image. The model runs in evaluation mode; its weights receive no
-/// gradient.
+/// per image. The network runs in evaluation mode, whole, in the default
+/// layout; its weights receive no gradient. On the CPU the batch goes through
+/// in chunks of [`CPU_CHUNK`](crate::CPU_CHUNK) images: each image's
+/// gradient depends on that image alone, so the numbers are the same, bit for
+/// bit, and come faster (a small batch's activations stay in the caches).
 ///
 /// Backpropagating the sum of the target scores is the lab's
 /// `scores.backward(torch.ones(N))`: each image's score depends on that image
@@ -33,67 +61,6 @@ use crate::model::{check_batch, check_targets, forward, index_tensor};
 /// assert_eq!(grad.size(), [25, 3, 224, 224]);
 /// # Ok::<(), saliency_lab::Error>(())
 /// ```
-pub fn vanilla_gradient<M: ModuleT + ?Sized>(
-    model: &M,
-    x: &Tensor,
-    targets: &[i64],
-) -> Result<Tensor> {
-    check_batch("vanilla_gradient", x)?;
-    let n = x.size()[0];
-    if x.device() != Device::Cpu || n <= CPU_CHUNK {
-        return gradient_of_batch(model, x, targets);
-    }
-    // Each image's gradient depends on that image alone: chunks give the same
-    // numbers (bit for bit), faster, as a small batch's activations stay in
-    // the caches.
-    if targets.len() as i64 != n {
-        return Err(Error::shape(
-            "vanilla_gradient",
-            format!("{n} target classes"),
-            targets.len().to_string(),
-        ));
-    }
-    let grads = (0..n)
-        .step_by(CPU_CHUNK as usize)
-        .map(|start| {
-            let k = CPU_CHUNK.min(n - start);
-            let t = &targets[start as usize..(start + k) as usize];
-            gradient_of_batch(model, &x.narrow(0, start, k), t)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::cat(&grads, 0))
-}
-
-/// Images per forward/backward pass on the CPU. With SqueezeNet on the lab's
-/// 25 images, chunks of 5 ran 1.6 times faster than one batch of 25 on a
-/// 2-core machine (see `crate/benches/LOG.md`). On a GPU the whole batch goes
-/// at once.
-pub const CPU_CHUNK: i64 = 5;
-
-/// One forward and backward pass over the whole batch (already checked).
-pub(crate) fn gradient_of_batch<M: ModuleT + ?Sized>(
-    model: &M,
-    x: &Tensor,
-    targets: &[i64],
-) -> Result<Tensor> {
-    // The index goes to the device before the forward pass: on a GPU the
-    // copy waits for queued work, which is none yet.
-    let index = index_tensor(targets, x.device());
-    input_gradient(x, |input| {
-        let scores = forward(model, input)?;
-        check_targets(&scores, targets, "vanilla_gradient")?;
-        Ok(scores.f_gather(1, &index, false)?.sum(Kind::Float))
-    })
-}
-
-/// The gradient of the scalar `score(input)` with respect to the input,
-/// where `input` is `x` detached and made to record gradients.
-pub(crate) fn input_gradient(
-    x: &Tensor,
-    score: impl FnOnce(&Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
-    let input = x.detach().set_requires_grad(true);
-    let score = score(&input)?;
-    let mut grads = Tensor::f_run_backward(&[score], &[&input], false, false)?;
-    Ok(grads.remove(0))
+pub fn vanilla_gradient<N: Network + ?Sized>(net: &N, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
+    Ok(Vanilla.attribute(&ByRef(net), x, targets)?.values)
 }

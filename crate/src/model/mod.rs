@@ -1,7 +1,9 @@
-//! SqueezeNet 1.1 (Iandola et al., "SqueezeNet: AlexNet-level accuracy with
-//! 50x fewer parameters and <0.5MB model size", arXiv:1602.07360) with
-//! torchvision's pretrained weights, frozen and in evaluation mode, as the lab
-//! uses it; and class scores for any model.
+//! The networks the lab explains: SqueezeNet 1.1 (Iandola et al.,
+//! "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB
+//! model size", arXiv:1602.07360) with torchvision's pretrained weights,
+//! frozen and in evaluation mode, as the lab uses it; [`Model`], which wraps
+//! it or any other network; [`Network`], what the attribution methods ask of
+//! a network; the crate's [`layers`]; and class scores for any network.
 
 use std::path::{Path, PathBuf};
 
@@ -9,97 +11,147 @@ use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
+use crate::support::{catch_libtorch, check_batch, check_targets, index_tensor};
 
+pub mod layers;
+mod network;
 mod squeezenet;
-use squeezenet::SqueezeNet11;
+
+pub use layers::{Layer, Pass};
+pub(crate) use network::ByRef;
+pub use network::{Layout, Network};
+pub use squeezenet::SqueezeNet11;
 
 /// A frozen pretrained network: its variables and its forward function.
 ///
 /// `Model` is a concrete type, so a notebook can keep it in a variable between
-/// cells; it implements [`ModuleT`], so it goes wherever a tch module does.
+/// cells. It implements [`Network`], with what its network offers: a
+/// [`squeezenet1_1`] scores one class alone, runs copies of an image in NHWC
+/// layout on the CPU and can be looked inside. It also implements
+/// [`ModuleT`], so it goes wherever a tch module does (always computing
+/// the whole network in the default layout).
 #[derive(Debug)]
 pub struct Model {
     vs: nn::VarStore,
-    net: Box<dyn ModuleT>,
+    net: Net,
     name: String,
     /// The same network with its convolution weights in NHWC layout, for
-    /// inputs in that layout (see [`Model::forward_t`]), and its variables.
-    channels_last: Option<(nn::VarStore, Twin)>,
+    /// batches of copies (see [`Network::copy_layout`]), and its variables.
+    channels_last: Option<(nn::VarStore, Net)>,
 }
 
-/// The NHWC twin: any network, or SqueezeNet 1.1 split so that one class's
-/// score can be computed alone.
+/// A network of the crate's layers (which can be looked inside) or any tch
+/// module (which cannot).
 #[derive(Debug)]
-enum Twin {
-    Any(Box<dyn ModuleT>),
-    SqueezeNet(Box<SqueezeNet11>),
+enum Net {
+    Layers(Box<dyn Layer>),
+    Module(Box<dyn ModuleT>),
 }
 
-impl Twin {
-    fn module(&self) -> &dyn ModuleT {
+impl Net {
+    fn logits(&self, x: &Tensor) -> Tensor {
         match self {
-            Twin::Any(net) => net.as_ref(),
-            Twin::SqueezeNet(net) => net.as_ref(),
+            Net::Layers(net) => net.forward(x, &mut Pass::new(), ""),
+            Net::Module(net) => net.forward_t(x, false),
+        }
+    }
+
+    fn class_score(&self, x: &Tensor, class: i64) -> Tensor {
+        match self {
+            Net::Layers(net) => net
+                .class_score(x, class)
+                .unwrap_or_else(|| self.logits(x).select(1, class)),
+            Net::Module(_) => self.logits(x).select(1, class),
         }
     }
 }
 
 impl ModuleT for Model {
-    /// Runs the network. An input in NHWC ("channels last") layout, as
-    /// SmoothGrad passes its noisy batches, runs on a twin whose weights are
-    /// in that layout too, where the model has one: libtorch's CPU
-    /// convolutions are then about 1.4 times faster (`crate/benches/LOG.md`).
-    /// Inputs in the default layout, as the vanilla gradient passes them, run
-    /// on the default weights and give PyTorch's numbers bit for bit.
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        match &self.channels_last {
-            Some((_, twin)) if is_channels_last(xs) => twin.module().forward_t(xs, train),
-            _ => self.net.forward_t(xs, train),
+    /// The class scores, in the default layout on the default weights
+    /// (`train` is ignored: the model is frozen in evaluation mode).
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        self.net.logits(xs)
+    }
+}
+
+impl Network for Model {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.net.logits(x)
+    }
+
+    /// NHWC where the model keeps an NHWC twin of its weights (the CPU), else
+    /// the default.
+    fn copy_layout(&self) -> Layout {
+        if self.channels_last.is_some() {
+            Layout::ChannelsLast
+        } else {
+            Layout::Contiguous
         }
     }
-}
 
-/// `model` as a [`Model`], where that is its type (so that generic
-/// attribution functions can take a `Model`'s faster paths).
-pub(crate) fn as_model<M: ModuleT + ?Sized + 'static>(model: &M) -> Option<&Model> {
-    if std::any::TypeId::of::<M>() == std::any::TypeId::of::<Model>() {
-        // SAFETY: `M` is `Model` (same type id), so `model` points to a `Model`.
-        Some(unsafe { &*(model as *const M).cast::<Model>() })
-    } else {
-        None
+    /// Through the network's one-class head where it has one (SqueezeNet: a
+    /// quarter fewer multiply-adds, the same gradient), on the NHWC twin for
+    /// an input said to be NHWC where there is one.
+    fn class_score(&self, x: &Tensor, class: i64, layout: Layout) -> Tensor {
+        match (&self.channels_last, layout) {
+            (Some((_, twin)), Layout::ChannelsLast) => twin.class_score(x, class),
+            _ => self.net.class_score(x, class),
+        }
     }
-}
 
-/// Whether a 4-D tensor has NHWC strides (and more than one channel).
-pub(crate) fn is_channels_last(x: &Tensor) -> bool {
-    let (size, stride) = (x.size(), x.stride());
-    size.len() == 4 && size[1] > 1 && stride[1] == 1 && stride[3] == size[1]
-}
+    fn logits_traced(&self, x: &Tensor, pass: &mut Pass) -> Option<Tensor> {
+        match &self.net {
+            Net::Layers(net) => Some(net.forward(x, pass, "")),
+            Net::Module(_) => None,
+        }
+    }
 
-/// The same values in NHWC strides ("channels last"), shape unchanged.
-pub(crate) fn to_channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    fn layer_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if let Net::Layers(net) = &self.net {
+            net.layer_names("", &mut names);
+        }
+        names
+    }
 }
 
 impl Model {
     /// Wraps any tch network built on `vs`; the variables are frozen (no
     /// gradient is computed for them, as the lab's `requires_grad = False`).
-    /// Also tunes the allocator for libtorch ([`crate::keep_freed_memory`]).
+    /// The methods that look inside a network (Guided Backprop, Grad-CAM)
+    /// cannot see into a tch module: build it from the crate's [`layers`]
+    /// and use [`Model::from_layers`] for them.
     #[must_use]
     pub fn new(mut vs: nn::VarStore, net: Box<dyn ModuleT>, name: impl Into<String>) -> Self {
         vs.freeze();
-        crate::keep_freed_memory();
         Model {
             vs,
-            net,
+            net: Net::Module(net),
+            name: name.into(),
+            channels_last: None,
+        }
+    }
+
+    /// Wraps a network built from the crate's [`layers`] on `vs` (frozen);
+    /// every method can look inside it.
+    #[must_use]
+    pub fn from_layers(
+        mut vs: nn::VarStore,
+        net: Box<dyn Layer>,
+        name: impl Into<String>,
+    ) -> Self {
+        vs.freeze();
+        Model {
+            vs,
+            net: Net::Layers(net),
             name: name.into(),
             channels_last: None,
         }
     }
 
     /// Adds a twin of the network, built by `build` on a new variable store,
-    /// with this model's weights in NHWC layout; inputs in that layout then
-    /// run on it (see [`Model::forward_t`]).
+    /// with this model's weights in NHWC layout: batches of copies of an
+    /// image then run on it (see [`Network::copy_layout`]).
     ///
     /// # Errors
     /// If the twin's variables do not match this model's.
@@ -107,47 +159,22 @@ impl Model {
         self,
         build: impl FnOnce(&nn::Path) -> Box<dyn ModuleT>,
     ) -> Result<Self> {
-        self.with_twin(|p| Twin::Any(build(p)))
+        self.with_twin(|p| Net::Module(build(p)))
     }
 
-    fn with_twin(mut self, build: impl FnOnce(&nn::Path) -> Twin) -> Result<Self> {
+    fn with_twin(mut self, build: impl FnOnce(&nn::Path) -> Net) -> Result<Self> {
         let mut vs = nn::VarStore::new(self.vs.device());
         let net = build(&vs.root());
         vs.copy(&self.vs)?;
         for (_, var) in vs.variables() {
             if var.dim() == 4 {
-                let nhwc = to_channels_last(&var);
+                let nhwc = Layout::ChannelsLast.apply(&var);
                 tch::no_grad(|| var.shallow_clone().set_data(&nhwc));
             }
         }
         vs.freeze();
         self.channels_last = Some((vs, net));
         Ok(self)
-    }
-
-    /// The gradient of class `class`'s score with respect to each image of
-    /// a batch in NHWC layout, through the one-class head of a SqueezeNet
-    /// twin (see [`SqueezeNet11::class_score`]); `None` where the model has
-    /// no such twin or `x` is in another layout. The same gradient as through
-    /// the whole network, with a quarter fewer multiply-adds.
-    pub(crate) fn class_gradient(&self, x: &Tensor, class: i64) -> Option<Result<Tensor>> {
-        let Some((_, Twin::SqueezeNet(net))) = &self.channels_last else {
-            return None;
-        };
-        if !is_channels_last(x) {
-            return None;
-        }
-        if !(0..net.classes()).contains(&class) {
-            return Some(Err(Error::parameter(
-                "smoothgrad",
-                "target",
-                class,
-                format!("must be in 0..{}", net.classes()),
-            )));
-        }
-        Some(crate::attribution::vanilla::input_gradient(x, |input| {
-            Ok(catch_libtorch(input, || net.class_score(input, class))?.sum(Kind::Float))
-        }))
     }
 
     /// The device the weights live on.
@@ -178,9 +205,10 @@ impl Model {
         class_scores(self, x)
     }
 
-    /// Runs one forward and backward pass on a small batch so that libtorch's
-    /// one-time set-up (thread pool, kernel selection, allocator) is paid here
-    /// rather than by the first saliency map.
+    /// Runs one forward and backward pass on a small batch, in the default
+    /// layout and in the layout for copies, so that libtorch's one-time
+    /// set-up (thread pool, kernel selection, allocator) is paid here rather
+    /// than by the first saliency map.
     ///
     /// # Errors
     /// If libtorch fails.
@@ -188,14 +216,12 @@ impl Model {
         let x = Tensor::zeros([batch, 3, 224, 224], (Kind::Float, self.device()));
         let targets = vec![0; batch as usize];
         let _grad = crate::attribution::vanilla_gradient(self, &x, &targets)?;
-        if self.channels_last.is_some() {
-            // SmoothGrad's layout has kernels of its own to set up, and so
-            // has its one-class head.
-            let nhwc = to_channels_last(&x);
-            let _grad = crate::attribution::vanilla_gradient(self, &nhwc, &targets)?;
-            if let Some(grad) = self.class_gradient(&nhwc, 0) {
-                let _ = grad?;
-            }
+        if self.copy_layout() != Layout::Contiguous {
+            let layout = self.copy_layout();
+            let copies = layout.apply(&x);
+            let _grad = crate::support::input_gradient(&copies, |input| {
+                Ok(catch_libtorch(input, || self.class_score(input, 0, layout))?.sum(Kind::Float))
+            })?;
         }
         Ok(())
     }
@@ -205,11 +231,12 @@ impl Model {
 /// safetensors file with torchvision's variable names
 /// (`features.0.weight` ... `classifier.1.bias`), frozen, on `device`, and
 /// runs one small forward and backward pass so the first real call is not
-/// slowed by libtorch's set-up. On the CPU the model also keeps a twin with
-/// its convolution weights in NHWC layout for SmoothGrad's batches (see
-/// [`Model::forward_t`]); the twin computes ReLU and pooling in a faster order
-/// and can score one class alone, with tch's numbers bit for bit
-/// (`model/squeezenet.rs`).
+/// slowed by libtorch's set-up. The network is the crate's [`SqueezeNet11`]
+/// (torchvision's numbers bit for bit, in a faster order, one class alone
+/// where asked; every layer visible). On the CPU the model also keeps a twin
+/// with its convolution weights in NHWC layout for batches of copies of an
+/// image (SmoothGrad's noisy samples and the like; see
+/// [`Network::copy_layout`]).
 ///
 /// # Errors
 /// [`Error::NotFound`] if the file does not exist, [`Error::Format`] if it is
@@ -217,11 +244,11 @@ impl Model {
 /// missing, mis-shaped or unexpected.
 pub fn squeezenet1_1(weights: impl AsRef<Path>, device: Device) -> Result<Model> {
     let vs = nn::VarStore::new(device);
-    let net = tch::vision::squeezenet::v1_1(&vs.root(), 1000);
+    let net = SqueezeNet11::new(&vs.root(), 1000);
     load_weights(&vs, weights.as_ref())?;
-    let mut model = Model::new(vs, Box::new(net), "SqueezeNet 1.1");
+    let mut model = Model::from_layers(vs, Box::new(net), "SqueezeNet 1.1");
     if device == Device::Cpu {
-        model = model.with_twin(|p| Twin::SqueezeNet(Box::new(SqueezeNet11::new(p, 1000))))?;
+        model = model.with_twin(|p| Net::Layers(Box::new(SqueezeNet11::new(p, 1000))))?;
     }
     // libtorch sets kernels up on first use: pay it here (~0.1 s), not in
     // the first saliency map. A GPU also sets up per batch shape and grows
@@ -290,10 +317,10 @@ pub fn load_weights(vs: &nn::VarStore, path: &Path) -> Result<()> {
 /// [`Error::Shape`] if `x` is not a non-empty 4-D float tensor,
 /// [`Error::Parameter`] if it holds NaN, [`Error::Torch`] if the model fails
 /// on it (e.g. an image too small for its pooling layers).
-pub fn class_scores<M: ModuleT + ?Sized>(model: &M, x: &Tensor) -> Result<Tensor> {
+pub fn class_scores<N: Network + ?Sized>(net: &N, x: &Tensor) -> Result<Tensor> {
     check_batch("class_scores", x)?;
     let _guard = tch::no_grad_guard();
-    forward(model, x)
+    catch_libtorch(x, || net.logits(x))
 }
 
 /// The lab's `scores.gather(1, y.view(-1, 1)).squeeze()`: the score of each
@@ -326,82 +353,7 @@ pub fn top1(scores: &Tensor) -> Result<Vec<i64>> {
 
 /// Checks `targets` against `scores` `[N, classes]` and returns them as an
 /// `[N, 1]` index tensor on the scores' device.
-pub(crate) fn targets_index(scores: &Tensor, targets: &[i64], op: &'static str) -> Result<Tensor> {
+fn targets_index(scores: &Tensor, targets: &[i64], op: &'static str) -> Result<Tensor> {
     check_targets(scores, targets, op)?;
     Ok(index_tensor(targets, scores.device()))
-}
-
-/// `targets` as an `[N, 1]` index tensor on `device`.
-pub(crate) fn index_tensor(targets: &[i64], device: Device) -> Tensor {
-    Tensor::from_slice(targets).to_device(device).view([-1, 1])
-}
-
-/// Checks that `targets` holds one class of `scores` `[N, classes]` per row.
-pub(crate) fn check_targets(scores: &Tensor, targets: &[i64], op: &'static str) -> Result<()> {
-    let [n, classes] = scores.size()[..] else {
-        return Err(Error::shape(
-            op,
-            "scores [N, classes]",
-            format!("{:?}", scores.size()),
-        ));
-    };
-    if targets.len() as i64 != n {
-        return Err(Error::shape(
-            op,
-            format!("{n} target classes"),
-            format!("{}", targets.len()),
-        ));
-    }
-    if let Some((i, t)) = targets
-        .iter()
-        .enumerate()
-        .find(|(_, &t)| !(0..classes).contains(&t))
-    {
-        return Err(Error::parameter(
-            op,
-            "target",
-            format!("{t} (image {i})"),
-            format!("must be in 0..{classes}"),
-        ));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_batch(op: &'static str, x: &Tensor) -> Result<()> {
-    let s = x.size();
-    if s.len() != 4 || s.contains(&0) {
-        return Err(Error::shape(
-            op,
-            "a batch of images [N, C, H, W]",
-            format!("{s:?}"),
-        ));
-    }
-    if !x.is_floating_point() {
-        return Err(Error::shape(
-            op,
-            "a float tensor (run preprocess first)",
-            format!("{:?}", x.kind()),
-        ));
-    }
-    crate::transforms::check_finite(op, x)
-}
-
-/// Runs `model.forward_t(x, false)`, turning a libtorch failure inside the
-/// model (which tch reports by panicking) into an error.
-pub(crate) fn forward<M: ModuleT + ?Sized>(model: &M, x: &Tensor) -> Result<Tensor> {
-    catch_libtorch(x, || model.forward_t(x, false))
-}
-
-/// Runs `f` (a forward pass on `x`), turning a libtorch failure into an error.
-fn catch_libtorch(x: &Tensor, f: impl FnOnce() -> Tensor) -> Result<Tensor> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        let msg = crate::error::panic_message(payload.as_ref())
-            .unwrap_or_else(|| "the model's forward pass failed".into());
-        let first = msg.lines().next().unwrap_or_default().to_string();
-        Error::shape(
-            "model forward",
-            "an input the model accepts",
-            format!("{:?} ({first})", x.size()),
-        )
-    })
 }

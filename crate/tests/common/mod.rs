@@ -57,50 +57,70 @@ pub fn python() -> PathBuf {
 /// inputs (the script, the data, the weights) changed since the last run.
 pub fn reference_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let script = repo_root().join("scripts/reference.py");
-        let (data, weights) = (
-            assets::data_path().expect("data"),
-            assets::weights_path().expect("weights"),
-        );
-        let stamp: String = [&script, &data, &weights]
-            .iter()
-            .map(|p| {
-                let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-                format!("{} {} {:?}\n", p.display(), m.len(), m.modified().ok())
-            })
-            .collect();
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let dir = tmp.join("reference");
-        if std::fs::read_to_string(dir.join("STAMP")).ok().as_deref() == Some(stamp.as_str()) {
-            return dir;
-        }
-        let fresh = tmp.join(format!("reference-{}", std::process::id()));
-        let status = std::process::Command::new(python())
-            .arg(&script)
-            .arg("--data")
-            .arg(&data)
-            .arg("--weights")
-            .arg(&weights)
-            .arg("--out")
-            .arg(&fresh)
-            .status()
-            .unwrap_or_else(|e| {
-                panic!("cannot run {} (run scripts/setup): {e}", python().display())
-            });
-        assert!(status.success(), "scripts/reference.py failed");
-        std::fs::write(fresh.join("STAMP"), &stamp).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        match std::fs::rename(&fresh, &dir) {
-            Ok(()) => dir,
-            Err(_) => fresh, // another test process won the race
-        }
-    })
+    DIR.get_or_init(|| make_reference("reference.py"))
+}
+
+/// The folder of Captum's attributions, made by
+/// `scripts/reference_methods.py` when its inputs changed.
+pub fn methods_reference_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| make_reference("reference_methods.py"))
+}
+
+/// Runs `scripts/<script> --data D --weights W --out DIR` unless DIR holds
+/// the output of the same script, data and weights already.
+fn make_reference(script: &str) -> PathBuf {
+    let stem = script.trim_end_matches(".py");
+    let scripts = repo_root().join("scripts");
+    let script = scripts.join(script);
+    let (data, weights) = (
+        assets::data_path().expect("data"),
+        assets::weights_path().expect("weights"),
+    );
+    // reference.py is imported by the other scripts: a change to it counts.
+    let stamp: String = [&script, &scripts.join("reference.py"), &data, &weights]
+        .iter()
+        .map(|p| {
+            let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            format!("{} {} {:?}\n", p.display(), m.len(), m.modified().ok())
+        })
+        .collect();
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.join(stem);
+    if std::fs::read_to_string(dir.join("STAMP")).ok().as_deref() == Some(stamp.as_str()) {
+        return dir;
+    }
+    let fresh = tmp.join(format!("{stem}-{}", std::process::id()));
+    let status = std::process::Command::new(python())
+        .arg(&script)
+        .arg("--data")
+        .arg(&data)
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--out")
+        .arg(&fresh)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {} (run scripts/setup): {e}", python().display()));
+    assert!(status.success(), "{} failed", script.display());
+    std::fs::write(fresh.join("STAMP"), &stamp).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    match std::fs::rename(&fresh, &dir) {
+        Ok(()) => dir,
+        Err(_) => fresh, // another test process won the race
+    }
 }
 
 pub fn reference<T: ReadableElement>(name: &str) -> ArrayD<T> {
-    let path = reference_dir().join(name);
-    let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    read_npy(&reference_dir().join(name))
+}
+
+/// One of Captum's reference attributions (see [`methods_reference_dir`]).
+pub fn captum(name: &str) -> ArrayD<f32> {
+    read_npy(&methods_reference_dir().join(format!("{name}.npy")))
+}
+
+pub fn read_npy<T: ReadableElement>(path: &Path) -> ArrayD<T> {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     ArrayD::<T>::read_npy(f).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -1,0 +1,31 @@
+//! Input x Gradient (Shrikumar, Greenside, Shcherbina and Kundaje, "Not Just
+//! a Black Box: Learning Important Features Through Propagating Activation
+//! Differences", 2016): the input times the gradient of the target score, a
+//! first-order estimate of each pixel's contribution. Captum:
+//! `InputXGradient`.
+
+use tch::Tensor;
+
+use super::{check_input, copies_gradient, gradient, Attributions, Method};
+use crate::error::Result;
+use crate::model::Network;
+
+/// Input x Gradient (no parameters): `x * d score / d x`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputXGradient;
+
+impl Method for InputXGradient {
+    fn name(&self) -> String {
+        "input-x-gradient".into()
+    }
+
+    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+        check_input("input_x_gradient", x, targets)?;
+        let grad = gradient("input_x_gradient", net, x, targets)?;
+        Ok(Attributions::checked(x * grad))
+    }
+
+    fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
+        Ok(copies * copies_gradient(net, copies, target, net.copy_layout())?)
+    }
+}

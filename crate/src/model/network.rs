@@ -1,0 +1,150 @@
+//! What the attribution methods ask of a network: [`Network`].
+//!
+//! Every method needs class scores. Some go faster when the network offers
+//! more, and some need to see inside it; each of those is a method of the
+//! trait with a default, which a network opts into explicitly:
+//!
+//! | method of [`Network`] | default | [`Model`](super::Model) from [`squeezenet1_1`](super::squeezenet1_1) |
+//! | --- | --- | --- |
+//! | [`logits`](Network::logits) | - (required) | torchvision's SqueezeNet 1.1, bit for bit |
+//! | [`copy_layout`](Network::copy_layout) | [`Layout::Contiguous`] | NHWC on the CPU |
+//! | [`class_score`](Network::class_score) | the logits, one column | that class's row of the classifier only, on NHWC weights for NHWC input |
+//! | [`logits_traced`](Network::logits_traced) | `None`: opaque | every ReLU and named layer seen by a [`Pass`] |
+//!
+//! `Network` is implemented for [`Model`](super::Model), for a
+//! `dyn ModuleT` (any tch module behind a reference: the plain path), and for
+//! tch's `FuncT`, `Func`, `Sequential` and `SequentialT`. Another type of
+//! yours that implements `ModuleT` goes in as `&m as &dyn ModuleT`, or inside
+//! a `Model` ([`Model::new`](super::Model::new)).
+
+use tch::nn::{self, Module, ModuleT};
+use tch::Tensor;
+
+use super::layers::Pass;
+
+/// A classifier as the attribution methods see it. Inputs are preprocessed
+/// batches `[N, C, H, W]`; calls run in evaluation mode; a libtorch failure
+/// inside (a wrong input size, say) panics as tch does, and the crate's
+/// functions turn that into an [`Error`](crate::Error).
+pub trait Network {
+    /// Class scores (logits) `[N, classes]` of a batch in the default
+    /// (contiguous, NCHW) layout.
+    fn logits(&self, x: &Tensor) -> Tensor;
+
+    /// The memory layout in which the network runs fastest on batches of
+    /// copies of one image (SmoothGrad's noisy samples, Occlusion's windows):
+    /// methods that may, lay such batches out this way before
+    /// [`Network::class_score`].
+    fn copy_layout(&self) -> Layout {
+        Layout::Contiguous
+    }
+
+    /// The score of class `class` for every image of `x` `[N]`, where `x` is
+    /// laid out as `layout` says (a network may keep weights in each layout).
+    /// The default takes one column of the logits; a network can compute
+    /// that class alone.
+    fn class_score(&self, x: &Tensor, class: i64, _layout: Layout) -> Tensor {
+        self.logits(x).select(1, class)
+    }
+
+    /// The logits, computed so that `pass` sees every ReLU and the output of
+    /// every named layer (Guided Backprop changes the ReLUs' backward pass,
+    /// Grad-CAM captures a layer's output). `None` where the network is
+    /// opaque (a tch module): those methods then say what they need.
+    fn logits_traced(&self, _x: &Tensor, _pass: &mut Pass) -> Option<Tensor> {
+        None
+    }
+
+    /// The names of the layers whose output [`Network::logits_traced`] can
+    /// capture, in the order they run (empty where the network is opaque).
+    fn layer_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The memory layout of a batch `[N, C, H, W]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Contiguous in `[N, C, H, W]` order (PyTorch's default).
+    #[default]
+    Contiguous,
+    /// NHWC strides ("channels last"), the shape unchanged: libtorch's CPU
+    /// convolutions run about 1.4 times faster on it (`crate/benches/LOG.md`).
+    ChannelsLast,
+}
+
+impl Layout {
+    /// `x` (4-D) in this layout, copied only if it is not already.
+    #[must_use]
+    pub fn apply(self, x: &Tensor) -> Tensor {
+        match self {
+            Layout::Contiguous => x.contiguous(),
+            Layout::ChannelsLast if is_channels_last(x) => x.shallow_clone(),
+            Layout::ChannelsLast => x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]),
+        }
+    }
+}
+
+/// Whether a 4-D tensor has NHWC strides (and more than one channel).
+pub(crate) fn is_channels_last(x: &Tensor) -> bool {
+    let (size, stride) = (x.size(), x.stride());
+    size.len() == 4 && size[1] > 1 && stride[1] == 1 && stride[3] == size[1]
+}
+
+/// The plain path: any tch module, run with `train = false`.
+impl Network for dyn ModuleT + '_ {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.forward_t(x, false)
+    }
+}
+
+/// The plain path for tch's closures with a train flag (`nn::func_t`).
+impl Network for nn::FuncT<'_> {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.forward_t(x, false)
+    }
+}
+
+/// The plain path for tch's closures (`nn::func`).
+impl Network for nn::Func<'_> {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.forward(x)
+    }
+}
+
+/// The plain path for tch's `nn::seq_t()` networks (tch's `vision` models).
+impl Network for nn::SequentialT {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.forward_t(x, false)
+    }
+}
+
+/// The plain path for tch's `nn::seq()` networks.
+impl Network for nn::Sequential {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.forward(x)
+    }
+}
+
+/// A reference to any network as a sized value, so that generic code can
+/// hand a `&N` (`N` possibly unsized, e.g. `dyn ModuleT`) to methods taking
+/// `&dyn Network`.
+pub(crate) struct ByRef<'a, N: ?Sized>(pub &'a N);
+
+impl<N: Network + ?Sized> Network for ByRef<'_, N> {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.0.logits(x)
+    }
+    fn copy_layout(&self) -> Layout {
+        self.0.copy_layout()
+    }
+    fn class_score(&self, x: &Tensor, class: i64, layout: Layout) -> Tensor {
+        self.0.class_score(x, class, layout)
+    }
+    fn logits_traced(&self, x: &Tensor, pass: &mut Pass) -> Option<Tensor> {
+        self.0.logits_traced(x, pass)
+    }
+    fn layer_names(&self) -> Vec<String> {
+        self.0.layer_names()
+    }
+}

@@ -1,0 +1,171 @@
+//! Checks and helpers shared by the model and the attribution methods: a
+//! leaf module (it uses nothing of the crate but its error type), so that
+//! modules depend on each other in one direction only.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// Checks that `x` is a non-empty, finite float batch `[N, C, H, W]`.
+pub(crate) fn check_batch(op: &'static str, x: &Tensor) -> Result<()> {
+    let s = x.size();
+    if s.len() != 4 || s.contains(&0) {
+        return Err(Error::shape(
+            op,
+            "a batch of images [N, C, H, W]",
+            format!("{s:?}"),
+        ));
+    }
+    if !x.is_floating_point() {
+        return Err(Error::shape(
+            op,
+            "a float tensor (run preprocess first)",
+            format!("{:?}", x.kind()),
+        ));
+    }
+    check_finite(op, x)
+}
+
+/// Checks that a tensor is non-empty and, if it holds floats, finite.
+pub(crate) fn check_finite(op: &'static str, x: &Tensor) -> Result<()> {
+    if x.numel() == 0 {
+        return Err(Error::shape(
+            op,
+            "a non-empty tensor",
+            format!("{:?}", x.size()),
+        ));
+    }
+    if x.is_floating_point() {
+        let bad = x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
+        if bad > 0 {
+            return Err(Error::parameter(
+                op,
+                "input",
+                format!("{bad} NaN/inf value(s)"),
+                "inputs must be finite",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `targets` has one entry per image of a batch of `n`.
+pub(crate) fn check_count(op: &'static str, n: i64, targets: &[i64]) -> Result<()> {
+    if targets.len() as i64 != n {
+        return Err(Error::shape(
+            op,
+            format!("{n} target classes"),
+            targets.len().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `targets` holds one class of `scores` `[N, classes]` per row.
+pub(crate) fn check_targets(scores: &Tensor, targets: &[i64], op: &'static str) -> Result<()> {
+    let [n, classes] = scores.size()[..] else {
+        return Err(Error::shape(
+            op,
+            "scores [N, classes]",
+            format!("{:?}", scores.size()),
+        ));
+    };
+    check_count(op, n, targets)?;
+    check_classes(op, targets, classes)
+}
+
+/// Checks that every target lies in `0..classes`.
+pub(crate) fn check_classes(op: &'static str, targets: &[i64], classes: i64) -> Result<()> {
+    match targets
+        .iter()
+        .enumerate()
+        .find(|(_, &t)| !(0..classes).contains(&t))
+    {
+        Some((i, t)) => Err(Error::parameter(
+            op,
+            "target",
+            format!("{t} (image {i})"),
+            format!("must be in 0..{classes}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `targets` as an `[N, 1]` index tensor on `device`.
+pub(crate) fn index_tensor(targets: &[i64], device: Device) -> Tensor {
+    Tensor::from_slice(targets).to_device(device).view([-1, 1])
+}
+
+/// The score of each row's target, summed over the rows: `scores` `[N,
+/// classes]`, targets checked. Backpropagating the sum is the lab's
+/// `scores.backward(torch.ones(N))`: each image's score depends on that
+/// image alone, so the gradients do not mix.
+pub(crate) fn target_score_sum(
+    scores: &Tensor,
+    targets: &[i64],
+    op: &'static str,
+) -> Result<Tensor> {
+    check_targets(scores, targets, op)?;
+    let index = index_tensor(targets, scores.device());
+    Ok(scores.f_gather(1, &index, false)?.sum(Kind::Float))
+}
+
+/// Runs `f` (a pass through a network on `x`), turning a libtorch failure
+/// inside it (which tch reports by panicking) into an error naming `x`'s
+/// shape.
+pub(crate) fn catch_libtorch<T>(x: &Tensor, f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let msg = crate::error::panic_message(payload.as_ref())
+            .unwrap_or_else(|| "the model's forward pass failed".into());
+        let first = msg.lines().next().unwrap_or_default().to_string();
+        Error::shape(
+            "model forward",
+            "an input the model accepts",
+            format!("{:?} ({first})", x.size()),
+        )
+    })
+}
+
+/// The gradient of the scalar `score(input)` with respect to the input,
+/// where `input` is `x` detached and made to record gradients.
+pub(crate) fn input_gradient(
+    x: &Tensor,
+    score: impl FnOnce(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let input = x.detach().set_requires_grad(true);
+    let score = score(&input)?;
+    let mut grads = Tensor::f_run_backward(&[score], &[&input], false, false)?;
+    Ok(grads.remove(0))
+}
+
+/// The images per forward/backward pass on the CPU for a batch of distinct
+/// images. With SqueezeNet on the lab's 25 images, chunks of 5 ran 1.6 times
+/// faster than one batch of 25 on a 2-core machine (`crate/benches/LOG.md`):
+/// a small batch's activations stay in the caches. On a GPU the whole batch
+/// goes at once.
+pub const CPU_CHUNK: i64 = 5;
+
+/// Runs `f` on `x` in chunks of [`CPU_CHUNK`] images on the CPU (whole on
+/// another device), with each chunk's targets, and concatenates the results
+/// along the first axis. Each image's result must depend on that image alone.
+pub(crate) fn in_chunks(
+    x: &Tensor,
+    targets: &[i64],
+    mut f: impl FnMut(&Tensor, &[i64]) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let n = x.size()[0];
+    if x.device() != Device::Cpu || n <= CPU_CHUNK {
+        return f(x, targets);
+    }
+    let parts = (0..n)
+        .step_by(CPU_CHUNK as usize)
+        .map(|start| {
+            let k = CPU_CHUNK.min(n - start);
+            f(
+                &x.narrow(0, start, k),
+                &targets[start as usize..(start + k) as usize],
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&parts, 0))
+}
