@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference import load_model, preprocess  # noqa: E402  the lab's own code
 
 warnings.filterwarnings("ignore", message="Setting backward hooks")
+warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 

@@ -233,3 +233,76 @@ fn smoothgrad_batches_bound_peak_memory() {
         "batch 8 peak {small} MiB vs batch 50 {whole} MiB"
     );
 }
+
+/// Every method from the command line, on two image files: `attr.npy` of
+/// the method's shape, the summaries, and `grad.npy` only for the gradient
+/// methods.
+#[test]
+fn every_method_writes_its_attribution() {
+    let a = write_png(3, "m3.png", 256, 224, "rgb");
+    let b = write_png(4, "m4.png", 224, 300, "rgb");
+    for (method, extra, channels, grad) in [
+        ("vanilla", &[][..], 3, true),
+        ("input-x-gradient", &[][..], 3, false),
+        ("integrated-gradients", &["--steps", "4"][..], 3, false),
+        ("guided-backprop", &[][..], 3, false),
+        ("grad-cam", &["--layer", "features.9"][..], 1, false),
+        ("guided-grad-cam", &[][..], 3, false),
+        ("occlusion", &["--window", "112", "--stride", "112"][..], 3, false),
+        ("smoothgrad", &["--samples", "2"][..], 3, true),
+        ("input-x-gradient", &["--tunnel", "vargrad", "--samples", "2"][..], 3, false),
+    ] {
+        let dir = out_dir(&format!("m-{method}-{}", extra.len()));
+        let mut argv = vec!["--image", s(&a), s(&b), "--method", method, "--device", "cpu"];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["--out", s(&dir)]);
+        let out = maps(&argv);
+        assert!(out.status.success(), "{method} {extra:?}");
+        assert_eq!(npy::<f32>(&dir, "attr.npy").shape(), &[2, channels, 224, 224], "{method}");
+        assert_eq!(npy::<f32>(&dir, "maxabs.npy").shape(), &[2, 224, 224], "{method}");
+        assert_eq!(dir.join("grad.npy").exists(), grad, "{method} {extra:?}");
+    }
+    let out = maps(&["--image", s(&a), "--method", "blur-average", "--tunnel", "smoothgrad", "--out", s(&out_dir("bad"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tunnel"));
+}
+
+/// On image files the command line's attributions equal Captum's on the
+/// same preprocessed inputs and targets (`maps --save-input`, then
+/// `scripts/reference_methods.py --inputs`).
+#[test]
+#[ignore = "needs the venv's Python with Captum (scripts/test runs it)"]
+fn methods_on_image_files_equal_captums() {
+    let a = write_png(5, "c5.png", 320, 240, "rgb");
+    let b = write_png(6, "c6.png", 224, 224, "rgba");
+    let weights = saliency_lab::assets::weights_path().unwrap();
+    // (maps's method and flags, Captum's name in the reference script, tolerance)
+    let cases: [(&str, &[&str], &str, f64); 6] = [
+        ("input-x-gradient", &[], "ixg", REL_TOL),
+        ("guided-backprop", &[], "gbp", REL_TOL),
+        ("grad-cam", &[], "gradcam", REL_TOL),
+        ("guided-grad-cam", &[], "ggc", REL_TOL),
+        ("occlusion", &["--window", "56", "--stride", "28", "--batch", "16"], "occlusion", REL_TOL),
+        // The default NHWC path: float order at flat regions (tests/methods.rs).
+        ("integrated-gradients", &[], "ig", 1e-2),
+    ];
+    for (method, extra, name, tol) in cases {
+        let dir = out_dir(&format!("captum-{method}"));
+        let mut argv = vec!["--image", s(&a), s(&b), "--method", method, "--device", "cpu", "--save-input"];
+        argv.extend_from_slice(extra);
+        argv.extend_from_slice(&["--out", s(&dir)]);
+        assert!(maps(&argv).status.success(), "{method}");
+        let status = Command::new(python())
+            .arg(repo_root().join("scripts/reference_methods.py"))
+            .args(["--inputs", s(&dir.join("input.npy")), "--targets", s(&dir.join("targets.npy"))])
+            .args(["--weights", s(&weights), "--out", s(&dir.join("captum")), "--methods", name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "reference_methods.py {name}");
+        let got = npy::<f32>(&dir, "attr.npy");
+        let want = npy::<f32>(&dir.join("captum"), &format!("{name}.npy"));
+        let err = max_rel_error(&got, &want);
+        println!("{method} on image files: relative error {err:.2e}");
+        assert!(err <= tol, "{method}: {err:.2e} > {tol:.0e}");
+    }
+}

@@ -8,9 +8,9 @@ mod common;
 use common::{array, captum, data, max_rel_error, model, REL_TOL};
 use saliency_lab::attribution::{
     Baseline, GradCam, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients, Method,
-    Occlusion, Rule, Vanilla,
+    NoiseTunnel, Occlusion, Rule, SmoothGradConfig, Vanilla,
 };
-use saliency_lab::model::Layout;
+use saliency_lab::model::{AsNetwork, Layout};
 use saliency_lab::preprocess_batch;
 use tch::Tensor;
 
@@ -112,4 +112,121 @@ fn occlusion_equals_captums() {
         25,
     );
     agrees(&Occlusion::default().with_baseline(0.5), "occlusion_default", 1);
+}
+
+/// Every method, each estimator of the tunnel over it: the identities
+/// `VarGrad = SG-SQ - SmoothGrad^2` and SG-SQ >= 0, and with noise 0 the
+/// tunnel gives the method itself.
+#[test]
+fn the_tunnel_over_each_method_keeps_its_identities() {
+    let (x, y) = inputs(2);
+    let model = model();
+    let methods: Vec<Box<dyn Method>> = vec![
+        Box::new(Vanilla),
+        Box::new(InputXGradient),
+        Box::new(IntegratedGradients::default().with_steps(4)),
+        Box::new(GuidedBackprop),
+        Box::new(GradCam::default()),
+        Box::new(GuidedGradCam::default()),
+        Box::new(Occlusion::default().with_window(112).with_stride(112)),
+    ];
+    for m in methods {
+        let name = m.name();
+        let cfg = SmoothGradConfig::default().with_samples(3).with_batch_size(2);
+        let tunnel = NoiseTunnel::new(m, cfg.clone());
+        let sg = tunnel.estimate(&model, &x, &y).unwrap();
+        let identity = (&sg.mean_square - sg.mean.square() - &sg.variance).abs().max();
+        let scale = sg.mean_square.abs().max().double_value(&[]);
+        assert!(
+            identity.double_value(&[]) <= 1e-4 * scale,
+            "{name}: VarGrad != SG-SQ - SmoothGrad^2"
+        );
+        assert!(sg.variance.min().double_value(&[]) >= 0.0, "{name}");
+        let quiet = NoiseTunnel::new(&tunnel.method, cfg.with_noise_level(0.0));
+        let still = quiet.estimate(&model, &x, &y).unwrap();
+        let plain = tunnel.method.attribute(&model, &x, &y).unwrap().values;
+        let err = max_rel_error(&array(&still.mean), &array(&plain));
+        assert!(err <= REL_TOL, "{name}: noise 0 differs from the method by {err:.1e}");
+        assert!(still.variance.abs().max().double_value(&[]) <= 1e-6 * scale.max(1e-12), "{name}");
+        assert_eq!(tunnel.name(), format!("smoothgrad({name})").replace("smoothgrad(vanilla)", "smoothgrad"));
+    }
+}
+
+/// Guided Backprop and Grad-CAM look inside the network: on a tch module
+/// they say so; the others run on any network.
+#[test]
+fn methods_that_look_inside_need_the_crates_layers() {
+    let (x, y) = inputs(1);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let tch_net = tch::vision::squeezenet::v1_1(&vs.root(), 1000);
+    let tch_net = AsNetwork(&tch_net as &dyn tch::nn::ModuleT);
+    for m in [
+        Box::new(GuidedBackprop) as Box<dyn Method>,
+        Box::new(GradCam::default()),
+        Box::new(GuidedGradCam::default()),
+    ] {
+        let msg = m.attribute(&tch_net, &x, &y).unwrap_err().to_string();
+        assert!(msg.contains("opaque tch module") && msg.contains("Model::from_layers"), "{msg}");
+    }
+    assert!(Vanilla.attribute(&tch_net, &x, &y).is_ok());
+    let msg = GradCam::default()
+        .with_layer("features.13")
+        .attribute(&model(), &x, &y)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("features.12, classifier.0"), "{msg}");
+}
+
+/// A network of the crate's layers: Guided Backprop and Grad-CAM work on it.
+#[test]
+fn a_network_of_the_crates_layers_can_be_looked_inside() {
+    use saliency_lab::model::layers::{Conv2d, Flatten, GlobalAvgPool, Linear, Relu, Sequential};
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let net = Sequential::new()
+        .add("conv", Conv2d::new(vs.root() / "conv", 3, 8, 3, Default::default()))
+        .add("relu", Relu)
+        .add("pool", GlobalAvgPool)
+        .add("flat", Flatten)
+        .add("fc", Linear::new(vs.root() / "fc", 8, 4));
+    let model = saliency_lab::Model::from_layers(vs, Box::new(net), "tiny");
+    let x = Tensor::randn([2, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu));
+    let gbp = GuidedBackprop.attribute(&model, &x, &[0, 3]).unwrap();
+    assert_eq!(gbp.values.size(), [2, 3, 16, 16]);
+    let cam = GradCam::default().with_layer("relu").attribute(&model, &x, &[1, 2]).unwrap();
+    assert_eq!(cam.values.size(), [2, 1, 16, 16]);
+    assert!(cam.values.min().double_value(&[]) >= 0.0);
+}
+
+/// Maps that say nothing are flagged: a class whose score does not depend
+/// on the input (all zeros), and Grad-CAM whose ReLU removes everything.
+#[test]
+fn degenerate_maps_are_flagged() {
+    use saliency_lab::attribution::WarningKind;
+    // Scores [1, c]: c times the mean of the image, and a constant class 1.
+    let net = tch::nn::func_t(|xs, _| {
+        let m = xs.mean_dim([1i64, 2, 3].as_slice(), false, tch::Kind::Float).unsqueeze(1);
+        Tensor::cat(&[&m * 2.0, m.zeros_like() + 1.0], 1)
+    });
+    let x = Tensor::ones([2, 3, 8, 8], (tch::Kind::Float, tch::Device::Cpu));
+    let a = Vanilla.attribute(&net, &x, &[0, 1]).unwrap();
+    assert_eq!(a.warnings.len(), 1);
+    assert_eq!((a.warnings[0].image, &a.warnings[0].kind), (1, &WarningKind::AllZero));
+    assert!(a.warnings[0].to_string().contains("image 1: the map is all zeros"));
+    // Grad-CAM for a class the last layer argues against: the layer's
+    // output is positive, the class's weights negative.
+    use saliency_lab::model::layers::{Flatten, GlobalAvgPool, Linear, Relu, Sequential};
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let fc = Linear::new(vs.root() / "fc", 3, 2);
+    tch::no_grad(|| {
+        let _ = fc.0.ws.shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, 1.0, 1.0, -1.0, -1.0, -1.0]).view([2, 3]));
+    });
+    let net = Sequential::new()
+        .add("relu", Relu)
+        .add("pool", GlobalAvgPool)
+        .add("flat", Flatten)
+        .add("fc", fc);
+    let model = saliency_lab::Model::from_layers(vs, Box::new(net), "against");
+    let cam = GradCam::default().with_layer("relu").attribute(&model, &x, &[0, 1]).unwrap();
+    assert_eq!(cam.warnings.len(), 1, "{:?}", cam.warnings);
+    assert_eq!((cam.warnings[0].image, &cam.warnings[0].kind), (1, &WarningKind::ReluRemovedAll));
 }

@@ -289,6 +289,10 @@ impl Method for IntegratedGradients {
         "integrated-gradients".into()
     }
 
+    fn passes_per_image(&self) -> usize {
+        self.steps
+    }
+
     fn validate(&self) -> Result<()> {
         self.rule.nodes(self.steps)?;
         if self.batch_size == 0 {

@@ -127,6 +127,13 @@ pub trait Method {
     /// network that is opaque.
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions>;
 
+    /// Roughly how many forward passes one image costs (1 for the gradient
+    /// methods; Integrated Gradients' steps, Occlusion's windows, a tunnel's
+    /// samples times its method's): for progress reports and batching.
+    fn passes_per_image(&self) -> usize {
+        1
+    }
+
     /// The attributions of a batch of copies of one image `[k, C, H, W]`
     /// (already checked), all for class `target` (already checked). The
     /// default calls [`Method::attribute`].
@@ -267,6 +274,27 @@ fn copies_gradient(net: &dyn Network, copies: &Tensor, target: i64, layout: Layo
     })
 }
 
+/// A method behind a reference is the method.
+impl<M: Method + ?Sized> Method for &M {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn validate(&self) -> Result<()> {
+        (**self).validate()
+    }
+    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+        (**self).attribute(net, x, targets)
+    }
+    fn passes_per_image(&self) -> usize {
+        (**self).passes_per_image()
+    }
+    fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
+        (**self).attribute_copies(net, copies, target)
+    }
+}
+
+/// A boxed method is the method (so a method chosen at run time goes in a
+/// [`NoiseTunnel`]).
 impl<M: Method + ?Sized> Method for Box<M> {
     fn name(&self) -> String {
         (**self).name()
@@ -276,6 +304,9 @@ impl<M: Method + ?Sized> Method for Box<M> {
     }
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
         (**self).attribute(net, x, targets)
+    }
+    fn passes_per_image(&self) -> usize {
+        (**self).passes_per_image()
     }
     fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
         (**self).attribute_copies(net, copies, target)

@@ -151,6 +151,10 @@ impl<M: Method> Method for NoiseTunnel<M> {
         self.method.validate()
     }
 
+    fn passes_per_image(&self) -> usize {
+        self.config.samples * self.method.passes_per_image()
+    }
+
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
         let sg = self.estimate(net, x, targets)?;
         Ok(Attributions::checked(match self.estimator {

@@ -82,6 +82,11 @@ impl Method for Occlusion {
         "occlusion".into()
     }
 
+    /// The windows on a 224 x 224 image.
+    fn passes_per_image(&self) -> usize {
+        self.starts(224).len().pow(2)
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |name, value: i64, why: &str| {
             Err(Error::parameter("Occlusion", name, value, why.to_string()))

@@ -18,8 +18,7 @@ mod network;
 mod squeezenet;
 
 pub use layers::{Layer, Pass};
-pub(crate) use network::ByRef;
-pub use network::{Layout, Network};
+pub use network::{AsNetwork, Layout, Network};
 pub use squeezenet::SqueezeNet11;
 
 /// A frozen pretrained network: its variables and its forward function.

@@ -14,8 +14,10 @@
 //! `Network` is implemented for [`Model`](super::Model), for a
 //! `dyn ModuleT` (any tch module behind a reference: the plain path), and for
 //! tch's `FuncT`, `Func`, `Sequential` and `SequentialT`. Another type of
-//! yours that implements `ModuleT` goes in as `&m as &dyn ModuleT`, or inside
-//! a `Model` ([`Model::new`](super::Model::new)).
+//! yours that implements `ModuleT` goes in as `&m as &dyn ModuleT` (to the
+//! generic functions, `vanilla_gradient`, `smoothgrad`), wrapped as
+//! `&AsNetwork(&m as &dyn ModuleT)` (to a [`Method`](crate::attribution::Method)),
+//! or inside a `Model` ([`Model::new`](super::Model::new)).
 
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -126,12 +128,13 @@ impl Network for nn::Sequential {
     }
 }
 
-/// A reference to any network as a sized value, so that generic code can
-/// hand a `&N` (`N` possibly unsized, e.g. `dyn ModuleT`) to methods taking
-/// `&dyn Network`.
-pub(crate) struct ByRef<'a, N: ?Sized>(pub &'a N);
+/// A reference to any network as a sized value, for the methods that take
+/// `&dyn Network` when what you hold is itself unsized, a `&dyn ModuleT`
+/// say: `Vanilla.attribute(&AsNetwork(module), &x, &targets)`.
+#[derive(Debug, Clone, Copy)]
+pub struct AsNetwork<'a, N: ?Sized>(pub &'a N);
 
-impl<N: Network + ?Sized> Network for ByRef<'_, N> {
+impl<N: Network + ?Sized> Network for AsNetwork<'_, N> {
     fn logits(&self, x: &Tensor) -> Tensor {
         self.0.logits(x)
     }
