@@ -12,7 +12,15 @@ Times, each implementation in a process of its own (so peak memory is its own):
   2. SmoothGrad, n = 50, noise 15% of each image's range: the crate and Captum's `NoiseTunnel(Saliency)` with the same absolute
      sigma per image, at its best `nt_samples_batch_size` of 5, 10, 25, 50;
      the crate runs batches of 10 (--rust-batch);
-  3. the first call against the steady state (median of the later runs).
+  3. the first call against the steady state (median of the later runs);
+  4. every attribution method against Captum's (--methods), each in a
+     process of its own, in alternating rounds: Input x Gradient, Integrated
+     Gradients (50 steps, Captum at its best internal_batch_size of 10, 25,
+     50), Guided Backprop, Grad-CAM, Guided Grad-CAM, Occlusion (56-pixel
+     windows 28 apart), and SmoothGrad over Integrated Gradients (10 samples
+     of 20 steps, on --tunnel-images images); the answers checked as in
+     tests/methods.rs (relative L2 error; the tunnel, whose noise differs,
+     as SmoothGrad above).
 It prints medians, ratios Rust / reference, peak RSS and GFLOP/s, writes the
 table to crate/benches/results.md, and checks the answers against each other
 (vanilla: relative L2 error <= 1e-4 per image; SmoothGrad, whose noise
@@ -124,9 +132,76 @@ def worker_captum_nt(args, out, batch):
     return {"sg_runs": times, "rss_mib": peak_rss_mib(), "batch": batch}
 
 
+# The methods' benchmark: the crate's name (bench example --method), the
+# reference script's name for Captum's output, and the agreement bound.
+METHODS = [
+    ("vanilla", "saliency", 1e-4),
+    ("input-x-gradient", "ixg", 1e-4),
+    ("integrated-gradients", "ig", 1e-2),  # NHWC path: float order at flat regions (tests/methods.rs)
+    ("guided-backprop", "gbp", 1e-4),
+    ("grad-cam", "gradcam", 1e-4),
+    ("guided-grad-cam", "ggc", 1e-4),
+    ("occlusion", "occlusion", 1e-4),
+    ("smoothgrad-integrated-gradients", "sg_ig", None),  # different noise: block correlation
+]
+SLOW = {"integrated-gradients", "occlusion", "smoothgrad-integrated-gradients"}
+
+
+def worker_captum_method(args, out, name, batch):
+    """One of Captum's methods with the benchmark's settings (bench.rs's `method()`)."""
+    import numpy as np
+    import torch
+    from captum.attr import (GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
+                             LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion, Saliency)
+    X, y, model = load_inputs(args.device)
+    n = args.tunnel_images if name == "smoothgrad-integrated-gradients" else args.method_images
+    X, y = X[:n], y[:n]
+    f12 = model.features[12]
+
+    def run():
+        if name == "vanilla":
+            return Saliency(model).attribute(X.clone().requires_grad_(), target=y, abs=False)
+        if name == "input-x-gradient":
+            return InputXGradient(model).attribute(X.clone().requires_grad_(), target=y)
+        if name == "integrated-gradients":
+            return IntegratedGradients(model).attribute(X, target=y, n_steps=50, internal_batch_size=batch)
+        if name == "guided-backprop":
+            return GuidedBackprop(model).attribute(X.clone().requires_grad_(), target=y)
+        if name == "grad-cam":
+            cam = LayerGradCam(model, f12).attribute(X, target=y, relu_attributions=True)
+            return LayerAttribution.interpolate(cam, X.shape[2:], interpolate_mode="bilinear")
+        if name == "guided-grad-cam":
+            return GuidedGradCam(model, f12).attribute(X.clone().requires_grad_(), target=y)
+        if name == "occlusion":
+            return Occlusion(model).attribute(X, sliding_window_shapes=(3, 56, 56), strides=(3, 28, 28),
+                                              baselines=0.0, target=y, perturbations_per_eval=16)
+        if name == "smoothgrad-integrated-gradients":
+            nt = NoiseTunnel(IntegratedGradients(model))
+            maps = []
+            for i in range(len(X)):  # stdevs is one number per input tensor: one image at a time
+                xi = X[i:i + 1]
+                sigma = 0.15 * (xi.max() - xi.min()).item()
+                maps.append(nt.attribute(xi, nt_type="smoothgrad", nt_samples=10, nt_samples_batch_size=10,
+                                         stdevs=sigma, target=y[i:i + 1], n_steps=20, internal_batch_size=batch))
+            return torch.cat(maps)
+        raise ValueError(name)
+
+    import warnings
+    warnings.filterwarnings("ignore")
+    times, a = [], None
+    for _ in range(1 if name in SLOW else args.runs):
+        t = time.perf_counter()
+        a = run()
+        sync(args.device)
+        times.append(time.perf_counter() - t)
+    np.save(out / f"captum_method_{name}.npy", a.detach().cpu().numpy())
+    return {"runs": times, "rss_mib": peak_rss_mib(), "batch": batch}
+
+
 def run_worker(kind, args, out, extra=()):
     cmd = [sys.executable, __file__, "--worker", kind, "--out", str(out), "--runs", str(args.runs),
-           "--sg-runs", str(args.sg_runs), "--sg-images", str(args.sg_images), "--device", args.device, *extra]
+           "--sg-runs", str(args.sg_runs), "--sg-images", str(args.sg_images), "--device", args.device,
+           "--method-images", str(args.method_images), "--tunnel-images", str(args.tunnel_images), *extra]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"{kind} failed:\n{res.stderr}")
@@ -155,6 +230,71 @@ def sg_agreement(a, b):
     return float(np.median(corr)), min(corr), float(ratio.min()), float(ratio.max())
 
 
+def bench_methods(args, rust_bin):
+    """Each method against Captum's, alternating rounds; returns the table's lines and whether the answers agree."""
+    import numpy as np
+    chosen = [m for m in METHODS if args.methods == "all" or m[0] in args.methods.split(",")]
+    # Captum's best internal_batch_size for Integrated Gradients, on 2 images.
+    ig_batch = 25
+    if any(m[0] in ("integrated-gradients", "smoothgrad-integrated-gradients") for m in chosen):
+        trial = argparse.Namespace(**{**vars(args), "method_images": 2})
+        tries = {b: run_worker("captum-method:integrated-gradients", trial, args.out, ["--batch", str(b)])["runs"][0]
+                 for b in (10, 25, 50)}
+        ig_batch = min(tries, key=tries.get)
+        print("Captum IntegratedGradients on 2 images, internal_batch_size: "
+              + ", ".join(f"{b}: {t:.2f} s" for b, t in tries.items()), flush=True)
+
+    def rust(name):
+        n = args.tunnel_images if name == "smoothgrad-integrated-gradients" else args.method_images
+        runs = 1 if name in SLOW else args.runs
+        res = subprocess.run([str(rust_bin), "--out", str(args.out), "--method", name, "--images", str(n),
+                              "--runs", str(runs), "--device", args.device], capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.exit(f"the Rust bench ({name}) failed:\n{res.stderr}")
+        return json.loads((args.out / f"rust_method_{name}.json").read_text())
+
+    times = {name: ([], []) for name, _, _ in chosen}
+    rss = {}
+    for r in range(args.sg_runs):
+        for name, _, _ in chosen:
+            a = rust(name)
+            c = run_worker(f"captum-method:{name}", args, args.out, ["--batch", str(ig_batch)])
+            times[name][0].append(steady(a["runs"]))
+            times[name][1].append(steady(c["runs"]))
+            rss[name] = (a["rss_mib"], c["rss_mib"])
+        print(f"methods: round {r + 1}/{args.sg_runs} done", flush=True)
+    lines = [
+        "",
+        f"## Every method against Captum ({args.method_images} images; SmoothGrad over Integrated Gradients on "
+        f"{args.tunnel_images}; medians over {args.sg_runs} alternating rounds, fast methods: the steady state of {args.runs} calls)",
+        "",
+        "| method | settings | Rust (s) | Captum (s) | Rust / Captum | agreement | Rust peak RSS (MiB) | Captum peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    settings = {
+        "integrated-gradients": f"50 steps, Gauss-Legendre, zeros; Captum internal_batch_size {ig_batch}",
+        "occlusion": "window 56, stride 28, baseline 0; Captum perturbations_per_eval 16",
+        "smoothgrad-integrated-gradients": f"10 samples, 15% noise, 20 steps; Captum NoiseTunnel(IntegratedGradients), internal_batch_size {ig_batch}",
+        "grad-cam": "features.12, bilinear", "guided-grad-cam": "features.12",
+    }
+    all_ok = True
+    for name, ref, tol in chosen:
+        r, c = statistics.median(times[name][0]), statistics.median(times[name][1])
+        got, want = np.load(args.out / f"rust_method_{name}.npy"), np.load(args.out / f"captum_method_{name}.npy")
+        if tol is None:
+            corr_med, corr_min, rmin, rmax = sg_agreement(got, want)
+            good = corr_med >= 0.9 and corr_min >= 0.75 and 0.8 <= rmin and rmax <= 1.25
+            agree = f"block corr. median {corr_med:.3f}, min {corr_min:.3f}; norm ratio {rmin:.2f}..{rmax:.2f}"
+        else:
+            err = float(rel_errors(got, want).max())
+            good = err <= tol
+            agree = f"rel. error {err:.1e} (limit {tol:.0e})"
+        all_ok = all_ok and good
+        lines.append(f"| {name} | {settings.get(name, 'defaults')} | {r:.3f} | {c:.3f} | **{r / c:.2f}** | "
+                     f"{agree}{'' if good else ' DISAGREE'} | {rss[name][0]:.0f} | {rss[name][1]:.0f} |")
+    return lines, all_ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -163,7 +303,10 @@ def main():
     ap.add_argument("--sg-batches", default="5,10,25,50", help="Captum nt_samples_batch_size values to try")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rust-batch", type=int, default=10, help="the crate's SmoothGrad batch size")
-    ap.add_argument("--quick", action="store_true", help="SmoothGrad on 5 images only")
+    ap.add_argument("--quick", action="store_true", help="SmoothGrad and the methods on 5 images only")
+    ap.add_argument("--methods", default="all", help="the methods to time against Captum: all, none, or a comma-separated list")
+    ap.add_argument("--method-images", type=int, default=25)
+    ap.add_argument("--tunnel-images", type=int, default=5, help="images for SmoothGrad over Integrated Gradients")
     ap.add_argument("--rust-bin", type=Path, help="a prebuilt bench example (where there is no Rust toolchain, e.g. a GPU machine)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "bench")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -171,10 +314,17 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.sg_images = 5
+        args.method_images = 5
+        args.tunnel_images = 2
     args.out.mkdir(parents=True, exist_ok=True)
     if args.worker:
         fn = {"lab": worker_lab, "captum-saliency": worker_captum_saliency}.get(args.worker)
-        res = fn(args, args.out) if fn else worker_captum_nt(args, args.out, args.batch)
+        if fn:
+            res = fn(args, args.out)
+        elif args.worker.startswith("captum-method:"):
+            res = worker_captum_method(args, args.out, args.worker.split(":", 1)[1], args.batch)
+        else:
+            res = worker_captum_nt(args, args.out, args.batch)
         print(json.dumps(res))
         return
 
@@ -284,6 +434,10 @@ def main():
         lines.append(f"- The same seed on {args.device} and on the CPU (the counter-based generator): noise differs by at most "
                      f"{rust['noise_cpu_vs_device_max_abs']:.1e}; SmoothGrad of image 0, {args.device} vs CPU, relative L2 error "
                      f"{rust['sg_cpu_vs_device_rel_err']:.1e} (the GPU's convolutions round differently: TF32).")
+    if args.methods != "none":
+        method_lines, methods_ok = bench_methods(args, rust_bin)
+        lines += method_lines
+        ok = ok and methods_ok
     table = "\n".join(lines) + "\n"
     print(table)
     dest = ROOT / "crate" / "benches" / ("results.md" if args.device == "cpu" else f"results-{args.device}.md")

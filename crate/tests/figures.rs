@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use common::*;
 use ndarray::Axis;
 use saliency_lab::attribution::{self, smoothgrad, NoiseSamples, SmoothGradConfig, LAB_SIGMAS};
-use saliency_lab::plot::{self, Colormap, Figure, Grid, Panel, Scale};
+use saliency_lab::plot::{self, Colormap, Figure, Grid, Panel, PanelKind, Scale};
 use saliency_lab::{deprocess, preprocess_batch, transforms::stack_images};
 
 fn out(name: &str) -> PathBuf {
@@ -330,4 +330,54 @@ fn inline_output_is_a_light_png() {
         .unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(content.len() < 1_000_000, "{} bytes inline", content.len());
+}
+
+/// The methods side by side on the lab's first five images: a row per
+/// image, the image then one column per method, each column on its own
+/// scale with its own colour bar.
+#[test]
+fn methods_compared_on_five_images() {
+    use saliency_lab::attribution::{
+        GradCam, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients, Method,
+        NoiseTunnel, Occlusion, Vanilla,
+    };
+    let d = data().head(5);
+    let x = preprocess_batch(d.images.view()).unwrap();
+    let model = model();
+    let methods: Vec<Box<dyn Method>> = vec![
+        Box::new(Vanilla),
+        Box::new(NoiseTunnel::new(Vanilla, SmoothGradConfig::default().with_samples(20))),
+        Box::new(InputXGradient),
+        Box::new(IntegratedGradients::default().with_steps(20)),
+        Box::new(GuidedBackprop),
+        Box::new(GradCam::default()),
+        Box::new(GuidedGradCam::default()),
+        Box::new(Occlusion::default().with_window(32).with_stride(16)),
+    ];
+    let columns: Vec<(String, tch::Tensor)> = methods
+        .iter()
+        .map(|m| {
+            let a = m.attribute(&model, &x, &d.labels).unwrap();
+            assert!(a.warnings.is_empty(), "{}: {:?}", m.name(), a.warnings);
+            (m.name(), attribution::max_abs(&a.values).unwrap())
+        })
+        .collect();
+    let fig = plot::methods_grid(d.images.view(), &d.titles(), &columns).unwrap();
+    save(&fig, "methods.png");
+    // Five rows of nine 160-pixel panels: the image, then a map per method,
+    // titled on the first row.
+    assert_eq!(fig.grid(), Some((5, 9)));
+    for p in fig.panels() {
+        let kind = if p.col == 0 { PanelKind::Image } else { PanelKind::Map };
+        assert_eq!((p.kind, p.size), (kind, 160), "{p:?}");
+    }
+    assert_eq!(fig.panel(0, 6).unwrap().title, "grad-cam");
+    // Each method's column has its own colour bar beside it, from the first
+    // map's top (hot's white end) to the last map's bottom (its black end).
+    for c in 1..9 {
+        let (first, last) = (fig.panel(0, c).unwrap(), fig.panel(4, c).unwrap());
+        let bar_x = first.x + first.size + 6 + 7;
+        assert_eq!(fig.pixel(bar_x, first.y + 1).unwrap(), [255, 255, 255], "column {c}: bar top");
+        assert!(is_dark(fig.pixel(bar_x, last.y + last.size - 2).unwrap()), "column {c}: bar bottom");
+    }
 }

@@ -22,7 +22,7 @@ use super::guided_backprop::traced_logits;
 use super::{check_input, Attributions, GuidedBackprop, Method, Warning, WarningKind};
 use crate::error::{Error, Result};
 use crate::model::layers::check_layer;
-use crate::model::{Network, Pass};
+use crate::model::{Layout, Network, Pass};
 use crate::support::{in_chunks, target_score_sum};
 
 /// SqueezeNet 1.1's last Fire module, Grad-CAM's default layer.
@@ -47,6 +47,14 @@ pub struct GradCam {
     pub relu: bool,
     /// Upsampling to the input. Default bilinear.
     pub upsample: Upsample,
+    /// The layout the batch runs in. Default `None`: the network's layout
+    /// for copies ([`Network::copy_layout`], NHWC on the CPU: faster). The
+    /// gradient goes back only to the layer, so where no max-pooling lies
+    /// between the layer and the output (SqueezeNet: `features.9` and
+    /// later) the map differs from PyTorch's layout by rounding alone;
+    /// before that, flat image regions may route it through another, equally
+    /// valid, position (see [`IntegratedGradients::layout`](super::IntegratedGradients::layout)).
+    pub layout: Option<Layout>,
 }
 
 impl Default for GradCam {
@@ -55,6 +63,7 @@ impl Default for GradCam {
             layer: DEFAULT_LAYER.into(),
             relu: true,
             upsample: Upsample::Bilinear,
+            layout: None,
         }
     }
 }
@@ -81,6 +90,13 @@ impl GradCam {
         self
     }
 
+    /// Sets the layout the batch runs in.
+    #[must_use]
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = Some(layout);
+        self
+    }
+
     /// The class activation maps before the ReLU and the upsampling, `[N, 1,
     /// h, w]` at the layer's resolution.
     ///
@@ -95,9 +111,10 @@ impl GradCam {
             return Err(super::guided_backprop::opaque(OP));
         }
         check_layer(OP, &self.layer, &names)?;
+        let layout = self.layout.unwrap_or_else(|| net.copy_layout());
         in_chunks(x, targets, |x, t| {
             let mut pass = Pass::new().capture(self.layer.clone());
-            let logits = traced_logits(OP, net, x, &mut pass)?;
+            let logits = traced_logits(OP, net, &layout.apply(x), &mut pass, layout)?;
             let a = pass
                 .captured()
                 .ok_or_else(|| Error::parameter(OP, "layer", &self.layer, "the pass never reached it"))?
@@ -191,7 +208,10 @@ impl Method for GuidedGradCam {
     }
 
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        let cam = GradCam::default().with_layer(self.layer.clone());
+        let cam = GradCam {
+            layer: self.layer.clone(),
+            ..GradCam::default()
+        };
         let raw = cam.raw_maps(net, x, targets)?;
         let guided = GuidedBackprop.attribute(net, x, targets)?.values;
         let values = guided * upsample(&raw.relu(), &x.size(), Upsample::Nearest);

@@ -15,7 +15,7 @@ use tch::Tensor;
 use super::{check_input, Attributions, Method};
 use crate::error::{Error, Result};
 use crate::model::layers::guided_gradient;
-use crate::model::{Network, Pass};
+use crate::model::{Layout, Network, Pass};
 use crate::support::{catch_libtorch, in_chunks, target_score_sum};
 
 /// Guided Backprop (no parameters).
@@ -33,14 +33,16 @@ pub(crate) fn opaque(op: &'static str) -> Error {
     }
 }
 
-/// The logits of `x` through a pass that looks inside `net`.
+/// The logits of `x` (laid out as `layout`) through a pass that looks inside
+/// `net`.
 pub(crate) fn traced_logits(
     op: &'static str,
     net: &dyn Network,
     x: &Tensor,
     pass: &mut Pass,
+    layout: Layout,
 ) -> Result<Tensor> {
-    catch_libtorch(x, || net.logits_traced(x, pass))?.ok_or_else(|| opaque(op))
+    catch_libtorch(x, || net.logits_traced(x, pass, layout))?.ok_or_else(|| opaque(op))
 }
 
 impl Method for GuidedBackprop {
@@ -54,7 +56,7 @@ impl Method for GuidedBackprop {
         let values = in_chunks(x, targets, |x, t| {
             let input = x.detach().set_requires_grad(true);
             let mut pass = Pass::guided();
-            let logits = traced_logits(OP, net, &input, &mut pass)?;
+            let logits = traced_logits(OP, net, &input, &mut pass, Layout::Contiguous)?;
             let score = target_score_sum(&logits, t, OP)?;
             guided_gradient(pass, &score, &input)
         })?;

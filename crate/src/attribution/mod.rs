@@ -50,7 +50,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::Result;
 use crate::model::{Layout, Network};
-use crate::support::{catch_libtorch, check_batch, check_count, input_gradient, target_score_sum};
+use crate::support::{catch_libtorch, check_batch, check_count, input_gradient};
 
 /// The methods' command-line names, in the order of the module's table
 /// (each a [`Method`] with the paper's defaults from [`by_name`]).
@@ -243,12 +243,18 @@ fn check_input(op: &'static str, x: &Tensor, targets: &[i64]) -> Result<()> {
     check_count(op, x.size()[0], targets)
 }
 
-/// Checks that every target is one of the network's classes, by one forward
+/// Checks that every target is one of the network's classes: against
+/// [`Network::num_classes`] where the network knows it, else by one forward
 /// pass over the batch (methods that then score one class alone would
 /// otherwise fail inside libtorch).
 fn check_classes(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<()> {
-    let scores = crate::model::class_scores(net, x)?;
-    crate::support::check_targets(&scores, targets, op)
+    match net.num_classes() {
+        Some(classes) => crate::support::check_classes(op, targets, classes),
+        None => {
+            let scores = crate::model::class_scores(net, x)?;
+            crate::support::check_targets(&scores, targets, op)
+        }
+    }
 }
 
 /// The gradient of each image's target score with respect to the image,
@@ -256,10 +262,10 @@ fn check_classes(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64
 /// `compute_saliency_maps`); inputs already checked. On the CPU in chunks of
 /// a few images (the same numbers, faster).
 fn gradient(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
+    check_classes(op, net, x, targets)?;
     crate::support::in_chunks(x, targets, |x, t| {
         input_gradient(x, |input| {
-            let scores = catch_libtorch(input, || net.logits(input))?;
-            target_score_sum(&scores, t, op)
+            Ok(catch_libtorch(input, || net.target_scores(input, t))?.sum(Kind::Float))
         })
     })
 }

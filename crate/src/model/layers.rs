@@ -18,7 +18,7 @@
 //! [`Model::from_layers`](super::Model::from_layers).
 
 use tch::nn;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::error::{Error, Result};
 
@@ -132,9 +132,11 @@ pub fn guided_gradient(pass: Pass, score: &Tensor, input: &Tensor) -> Result<Ten
             continue;
         };
         let pre = &relus[i].0;
-        let rectified = g.relu() * pre.gt(0.0);
-        let root = (pre * rectified).sum(Kind::Float);
-        let below = Tensor::f_run_backward(&[root], &leaves[..=i], false, false)?;
+        // relu(g) where the ReLU's input was positive, in one pass; the
+        // backward pass of `pre * rectified` (libtorch seeds it with ones)
+        // hands `rectified` to `pre`.
+        let rectified = pre.detach().threshold_backward(&g.relu(), 0.0);
+        let below = Tensor::f_run_backward(&[pre * rectified], &leaves[..=i], false, false)?;
         add(&mut grads, below);
     }
     Ok(grads[0].take().unwrap_or_else(|| input.zeros_like()))
@@ -150,6 +152,18 @@ pub trait Layer: std::fmt::Debug + Send {
     /// The score of one class alone `[N]`, where the layer can compute it
     /// faster than the whole output (a classifier's head). Default: `None`.
     fn class_score(&self, _x: &Tensor, _class: i64) -> Option<Tensor> {
+        None
+    }
+
+    /// The number of classes of a classifier, where the layer knows it.
+    fn num_classes(&self) -> Option<i64> {
+        None
+    }
+
+    /// The score of each image's own class `[N]` (`targets` checked), where
+    /// the layer can compute it faster than the whole output. Default:
+    /// `None`.
+    fn target_scores(&self, _x: &Tensor, _targets: &[i64]) -> Option<Tensor> {
         None
     }
 
@@ -379,7 +393,7 @@ pub(crate) fn check_layer(op: &'static str, layer: &str, names: &[String]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     #[test]
     fn guided_relu_passes_back_only_positive_gradients_at_positive_inputs() {

@@ -98,8 +98,35 @@ impl Network for Model {
         }
     }
 
-    fn logits_traced(&self, x: &Tensor, pass: &mut Pass) -> Option<Tensor> {
+    fn num_classes(&self) -> Option<i64> {
         match &self.net {
+            Net::Layers(net) => net.num_classes(),
+            Net::Module(_) => None,
+        }
+    }
+
+    /// Each image's class row of the classifier only, where the network has
+    /// a head for it (the same numbers, bit for bit).
+    fn target_scores(&self, x: &Tensor, targets: &[i64]) -> Tensor {
+        match &self.net {
+            Net::Layers(net) => net.target_scores(x, targets).unwrap_or_else(|| {
+                let index = Tensor::from_slice(targets).to_device(x.device()).view([-1, 1]);
+                self.net.logits(x).gather(1, &index, false).view([-1])
+            }),
+            Net::Module(net) => {
+                let index = Tensor::from_slice(targets).to_device(x.device()).view([-1, 1]);
+                net.forward_t(x, false).gather(1, &index, false).view([-1])
+            }
+        }
+    }
+
+    /// On the NHWC twin for an input said to be NHWC, where there is one.
+    fn logits_traced(&self, x: &Tensor, pass: &mut Pass, layout: Layout) -> Option<Tensor> {
+        let net = match (&self.channels_last, layout) {
+            (Some((_, twin)), Layout::ChannelsLast) => twin,
+            _ => &self.net,
+        };
+        match net {
             Net::Layers(net) => Some(net.forward(x, pass, "")),
             Net::Module(_) => None,
         }

@@ -9,6 +9,7 @@
 //! | [`logits`](Network::logits) | - (required) | torchvision's SqueezeNet 1.1, bit for bit |
 //! | [`copy_layout`](Network::copy_layout) | [`Layout::Contiguous`] | NHWC on the CPU |
 //! | [`class_score`](Network::class_score) | the logits, one column | that class's row of the classifier only, on NHWC weights for NHWC input |
+//! | [`target_scores`](Network::target_scores) | the logits, gathered | each image's class row only |
 //! | [`logits_traced`](Network::logits_traced) | `None`: opaque | every ReLU and named layer seen by a [`Pass`] |
 //!
 //! `Network` is implemented for [`Model`](super::Model), for a
@@ -49,11 +50,27 @@ pub trait Network {
         self.logits(x).select(1, class)
     }
 
+    /// The number of classes, where the network knows it without a forward
+    /// pass (so that targets can be checked first). Default: `None`.
+    fn num_classes(&self) -> Option<i64> {
+        None
+    }
+
+    /// The score of each image's target class `[N]` for a batch in the
+    /// default layout: the lab's `scores.gather(1, y)`. The default gathers
+    /// from the logits; a network can compute each image's class alone. The
+    /// targets are already checked.
+    fn target_scores(&self, x: &Tensor, targets: &[i64]) -> Tensor {
+        let index = Tensor::from_slice(targets).to_device(x.device()).view([-1, 1]);
+        self.logits(x).gather(1, &index, false).view([-1])
+    }
+
     /// The logits, computed so that `pass` sees every ReLU and the output of
     /// every named layer (Guided Backprop changes the ReLUs' backward pass,
-    /// Grad-CAM captures a layer's output). `None` where the network is
-    /// opaque (a tch module): those methods then say what they need.
-    fn logits_traced(&self, _x: &Tensor, _pass: &mut Pass) -> Option<Tensor> {
+    /// Grad-CAM captures a layer's output), for `x` laid out as `layout`.
+    /// `None` where the network is opaque (a tch module): those methods then
+    /// say what they need.
+    fn logits_traced(&self, _x: &Tensor, _pass: &mut Pass, _layout: Layout) -> Option<Tensor> {
         None
     }
 
@@ -144,8 +161,14 @@ impl<N: Network + ?Sized> Network for AsNetwork<'_, N> {
     fn class_score(&self, x: &Tensor, class: i64, layout: Layout) -> Tensor {
         self.0.class_score(x, class, layout)
     }
-    fn logits_traced(&self, x: &Tensor, pass: &mut Pass) -> Option<Tensor> {
-        self.0.logits_traced(x, pass)
+    fn num_classes(&self) -> Option<i64> {
+        self.0.num_classes()
+    }
+    fn target_scores(&self, x: &Tensor, targets: &[i64]) -> Tensor {
+        self.0.target_scores(x, targets)
+    }
+    fn logits_traced(&self, x: &Tensor, pass: &mut Pass, layout: Layout) -> Option<Tensor> {
+        self.0.logits_traced(x, pass, layout)
     }
     fn layer_names(&self) -> Vec<String> {
         self.0.layer_names()

@@ -81,17 +81,17 @@ impl SqueezeNet11 {
         }
     }
 
-    /// torchvision's `features`, `[N, 512, 13, 13]`, in the fast order.
-    fn features(&self, xs: &Tensor) -> Tensor {
-        let mut pass = Pass::new();
-        let mut x = max_pool2d(&xs.apply(&self.conv1)).relu();
+    /// torchvision's `features`, `[N, 512, 13, 13]`, in the fast order,
+    /// through `pass` at every ReLU.
+    fn features(&self, xs: &Tensor, pass: &mut Pass) -> Tensor {
+        let mut x = pass.relu(&max_pool2d(&xs.apply(&self.conv1)));
         for (i, fire) in self.fires.iter().enumerate() {
-            let y = fire.pre_relu(&x, &mut pass);
+            let y = fire.pre_relu(&x, pass);
             // Max-pooling after the 2nd and the 4th Fire module.
             x = if i == 1 || i == 3 {
-                max_pool2d(&y).relu()
+                pass.relu(&max_pool2d(&y))
             } else {
-                y.relu()
+                pass.relu(&y)
             };
         }
         x
@@ -131,9 +131,15 @@ fn head(features: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
 }
 
 impl Layer for SqueezeNet11 {
+    /// The fast order for an ordinary pass. Not for Guided Backprop: where
+    /// pooling windows overlap, torchvision's order sums the gradients of
+    /// the windows that share a maximum before its ReLU rectifies the sum;
+    /// pooling after the ReLU would rectify each window's gradient first.
     fn forward(&self, xs: &Tensor, pass: &mut Pass, name: &str) -> Tensor {
         if pass.is_plain() {
-            head(&self.features(xs), &self.classifier.ws, self.classifier.bs.as_ref())
+            let features = self.features(xs, pass);
+            let x = features.conv2d(&self.classifier.ws, self.classifier.bs.as_ref(), [1, 1], [0, 0], [1, 1], 1);
+            pass.relu(&x).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
         } else {
             self.forward_traced(xs, pass, name)
         }
@@ -143,7 +149,27 @@ impl Layer for SqueezeNet11 {
     fn class_score(&self, xs: &Tensor, class: i64) -> Option<Tensor> {
         let w = self.classifier.ws.narrow(0, class, 1);
         let b = self.classifier.bs.as_ref().map(|b| b.narrow(0, class, 1));
-        Some(head(&self.features(xs), &w, b.as_ref()).view([-1]))
+        Some(head(&self.features(xs, &mut Pass::new()), &w, b.as_ref()).view([-1]))
+    }
+
+    fn num_classes(&self) -> Option<i64> {
+        Some(self.classifier.ws.size()[0])
+    }
+
+    /// The features once, then each image's class row of the classifier
+    /// (bit for bit the whole classifier's numbers, a tenth faster).
+    fn target_scores(&self, xs: &Tensor, targets: &[i64]) -> Option<Tensor> {
+        let features = self.features(xs, &mut Pass::new());
+        let scores: Vec<Tensor> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                let w = self.classifier.ws.narrow(0, t, 1);
+                let b = self.classifier.bs.as_ref().map(|b| b.narrow(0, t, 1));
+                head(&features.narrow(0, i as i64, 1), &w, b.as_ref()).view([-1])
+            })
+            .collect();
+        Some(Tensor::cat(&scores, 0))
     }
 
     fn layer_names(&self, name: &str, out: &mut Vec<String>) {

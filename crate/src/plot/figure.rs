@@ -17,6 +17,42 @@ pub struct Figure {
     pub(crate) width: u32,
     pub(crate) height: u32,
     pub(crate) rgb: Vec<u8>,
+    pub(crate) panels: Vec<PanelInfo>,
+    pub(crate) grid: Option<(usize, usize)>,
+}
+
+/// What a figure drew where: one entry per panel of a [`Grid`](super::Grid),
+/// so that a program (a grader, say) can check a figure's structure, not only
+/// its size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanelInfo {
+    /// Row in the grid, from 0 at the top.
+    pub row: usize,
+    /// Column, from 0 at the left.
+    pub col: usize,
+    /// What the panel shows.
+    pub kind: PanelKind,
+    /// Its title.
+    pub title: String,
+    /// The panel's top-left corner and side in pixels.
+    pub x: u32,
+    /// See `x`.
+    pub y: u32,
+    /// See `x`.
+    pub size: u32,
+}
+
+/// What a panel shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanelKind {
+    /// An RGB image.
+    Image,
+    /// A 2-D map in a colour map.
+    Map,
+    /// A map blended over an image.
+    Overlay,
+    /// Nothing.
+    Empty,
 }
 
 impl std::fmt::Debug for Figure {
@@ -33,7 +69,28 @@ impl Figure {
             width,
             height,
             rgb: vec![255; (width * height * 3) as usize],
+            panels: Vec::new(),
+            grid: None,
         }
+    }
+
+    /// The rows and columns of the grid the figure was drawn as (`None` for
+    /// a figure not drawn by a [`Grid`](super::Grid)).
+    #[must_use]
+    pub fn grid(&self) -> Option<(usize, usize)> {
+        self.grid
+    }
+
+    /// The panels, row by row.
+    #[must_use]
+    pub fn panels(&self) -> &[PanelInfo] {
+        &self.panels
+    }
+
+    /// The panel at row `row`, column `col`.
+    #[must_use]
+    pub fn panel(&self, row: usize, col: usize) -> Option<&PanelInfo> {
+        self.panels.iter().find(|p| p.row == row && p.col == col)
     }
 
     /// Width in pixels.

@@ -7,7 +7,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use tch::Tensor;
 
 use super::colormap::Colormap;
-use super::figure::Figure;
+use super::figure::{Figure, PanelInfo, PanelKind};
 use crate::error::{Error, Result};
 
 /// One cell of a [`Grid`].
@@ -138,6 +138,9 @@ pub enum Scale {
     PerMap,
     /// One range for all maps of the grid, so they can be compared.
     Shared,
+    /// One range per column (a column per method, say), with one colour bar
+    /// beside each column.
+    PerColumn,
     /// A fixed range `(low, high)`.
     Fixed(f32, f32),
 }
@@ -230,8 +233,12 @@ impl Grid {
         self
     }
 
-    fn range_of(&self, map: ArrayView2<'_, f32>, cmap: Colormap) -> (f32, f32) {
+    fn range_of(&self, map: ArrayView2<'_, f32>, cmap: Colormap, col: usize) -> (f32, f32) {
         match self.scale {
+            Scale::PerColumn => value_range(
+                (0..self.rows).filter_map(|r| self.panels[r * self.cols + col].values().map(|v| v.0)),
+                cmap,
+            ),
             Scale::Fixed(lo, hi) => (lo, hi),
             Scale::PerMap => value_range(std::iter::once(map), cmap),
             Scale::Shared => value_range(
@@ -256,8 +263,14 @@ impl Grid {
             ));
         }
         let per_map_bar = self.colorbar && self.scale == Scale::PerMap;
-        let shared_bar = self.colorbar && self.scale != Scale::PerMap;
-        let col_w = self.cell + if per_map_bar { BAR_W + BAR_LABELS_W } else { 0 };
+        let per_column_bar = self.colorbar && self.scale == Scale::PerColumn;
+        let shared_bar = self.colorbar && !per_map_bar && !per_column_bar;
+        let col_w = self.cell
+            + if per_map_bar || per_column_bar {
+                BAR_W + BAR_LABELS_W
+            } else {
+                0
+            };
         let top = PAD
             + if self.suptitle.is_some() {
                 SUPTITLE_H
@@ -275,6 +288,7 @@ impl Grid {
             };
         let height = top + self.rows as u32 * row_h + (self.rows as u32 - 1) * GAP / 2 + PAD;
         let mut fig = Figure::blank(width, height);
+        fig.grid = Some((self.rows, self.cols));
         let mut texts: Vec<Label> = Vec::new();
         if let Some(s) = &self.suptitle {
             texts.push(Label::centred(
@@ -293,6 +307,20 @@ impl Grid {
                 let x0 = PAD + c as u32 * (col_w + GAP);
                 let y0 = top + r as u32 * (row_h + GAP / 2);
                 let (ix, iy) = (x0, y0 + TITLE_H);
+                fig.panels.push(PanelInfo {
+                    row: r,
+                    col: c,
+                    kind: match panel {
+                        Panel::Image { .. } => PanelKind::Image,
+                        Panel::Map { .. } => PanelKind::Map,
+                        Panel::Overlay { .. } => PanelKind::Overlay,
+                        Panel::Empty => PanelKind::Empty,
+                    },
+                    title: panel.title().to_string(),
+                    x: ix,
+                    y: iy,
+                    size: self.cell,
+                });
                 if !panel.title().is_empty() {
                     texts.push(Label::centred(
                         panel.title(),
@@ -309,7 +337,7 @@ impl Grid {
                         blit_image(&mut fig, image.view(), ix, iy, self.cell)
                     }
                     Panel::Map { map, cmap, .. } => {
-                        let range = self.range_of(map.view(), *cmap);
+                        let range = self.range_of(map.view(), *cmap, c);
                         blend_map(&mut fig, map.view(), *cmap, range, 1.0, ix, iy, self.cell);
                         if per_map_bar {
                             bars.push((ix + self.cell + 6, iy, self.cell, *cmap, range));
@@ -322,7 +350,7 @@ impl Grid {
                         alpha,
                         ..
                     } => {
-                        let range = self.range_of(map.view(), *cmap);
+                        let range = self.range_of(map.view(), *cmap, c);
                         blit_image(&mut fig, image.view(), ix, iy, self.cell);
                         blend_map(
                             &mut fig,
@@ -341,9 +369,28 @@ impl Grid {
                 }
             }
         }
+        if per_column_bar {
+            // One bar per column with maps, beside it, from its first map's
+            // top to its last map's bottom.
+            for c in 0..self.cols {
+                let rows: Vec<usize> = (0..self.rows)
+                    .filter(|&r| self.panels[r * self.cols + c].values().is_some())
+                    .collect();
+                let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else {
+                    continue;
+                };
+                let (map, cmap) = self.panels[first * self.cols + c]
+                    .values()
+                    .expect("a panel with values");
+                let range = self.range_of(map, cmap, c);
+                let x = PAD + c as u32 * (col_w + GAP) + self.cell + 6;
+                let y = |r: usize| top + r as u32 * (row_h + GAP / 2) + TITLE_H;
+                bars.push((x, y(first), y(last) + self.cell - y(first), cmap, range));
+            }
+        }
         if shared_bar {
             if let Some((map, cmap)) = self.panels.iter().find_map(Panel::values) {
-                let range = self.range_of(map, cmap);
+                let range = self.range_of(map, cmap, 0);
                 let x = width - PAD - BAR_LABELS_W - BAR_W;
                 bars.push((x, top + TITLE_H, height - top - TITLE_H - PAD, cmap, range));
             }

@@ -9,6 +9,7 @@
 //! | the 2 x N grid of images over their max-abs maps | [`saliency_grid`] |
 //! | histograms of saliency values (1000 bins, density) | [`histogram`] |
 //! | the homework's 3 x 5 figure (inputs, maps, averaged map) | [`homework_grid`] |
+//! | images (rows) against attribution methods (columns), a scale per method | [`methods_grid`] |
 //!
 //! Beyond the lab: colour bars in the map's units and one colour scale shared
 //! by several maps ([`Grid::with_colorbar`], [`Scale::Shared`]), and maps
@@ -20,7 +21,7 @@ mod grid;
 mod hist;
 
 pub use colormap::{Colormap, Rgb};
-pub use figure::Figure;
+pub use figure::{Figure, PanelInfo, PanelKind};
 pub use grid::{map_array, Grid, Panel, Scale};
 pub use hist::{density, histogram};
 
@@ -153,6 +154,49 @@ pub fn homework_grid<S: AsRef<str>>(
         Panel::map(average, Colormap::Hot, "Averaged saliency map")?,
     )
     .render()
+}
+
+/// Attribution methods side by side: a row per image, the image first, then
+/// one column per method with its 2-D maps `[N, H, W]` in `hot`, each column
+/// on one colour scale (its own colour bar), so that within a method the
+/// images compare, and across methods the patterns do. A column's colours
+/// saturate at its 99.5th percentile: gradient maps are sparse, and scaled
+/// to their maximum they would show a few pixels on black (Adebayo et al.
+/// 2018 clip at the 99th for the same reason).
+///
+/// # Errors
+/// [`Error::Shape`] if a method's maps or the titles do not match the
+/// images.
+pub fn methods_grid<S: AsRef<str>>(
+    images: ArrayView4<'_, u8>,
+    titles: &[S],
+    methods: &[(String, Tensor)],
+) -> Result<Figure> {
+    let n = images.shape()[0];
+    check_count("methods_grid", n, "titles", titles.len())?;
+    for (_, maps) in methods {
+        check_count("methods_grid", n, "maps", count_maps("methods_grid", maps)?)?;
+    }
+    let mut g = Grid::new(n.max(1), methods.len() + 1)
+        .with_cell_size(160)
+        .with_scale(Scale::PerColumn)
+        .with_colorbar(true);
+    let clipped: Vec<Tensor> = methods
+        .iter()
+        .map(|(_, maps)| {
+            let maps = maps.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
+            let top = maps.flatten(0, -1).quantile_scalar(0.995, None, false, "linear");
+            maps.minimum(&top)
+        })
+        .collect();
+    for (i, img) in images.axis_iter(Axis(0)).enumerate() {
+        g = g.with_panel(i, 0, Panel::image(img, titles[i].as_ref()));
+        for (j, ((name, _), maps)) in methods.iter().zip(&clipped).enumerate() {
+            let title = if i == 0 { name.as_str() } else { "" };
+            g = g.with_panel(i, j + 1, Panel::map(&maps.get(i as i64), Colormap::Hot, title)?);
+        }
+    }
+    g.render()
 }
 
 /// Beyond the lab: each image with its map blended over it (`alpha` 0.6),
