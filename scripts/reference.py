@@ -15,6 +15,7 @@ fixed) on the same weights and images the crate uses, and writes .npy files:
   blur_f32_in.npy                      that input array
   blur_avg2.npy [224, 224] f32         the lab's sample answer sg(2): averaged max-abs map
   cmap_hot.npy, cmap_gray.npy, cmap_diverging.npy [256, 4] f32 colour maps (RGBA in [0, 1])
+  print_NAME.npy, print_NAME.txt       tensors and how `print` (torch.set_printoptions' defaults) shows them
 
 Usage: python scripts/reference.py --data imagenet_val_25.npz --weights squeezenet1_1.safetensors --out DIR
 """
@@ -151,6 +152,30 @@ def main():
     save("cmap_gray.npy", plt.cm.gray(ramp).astype(np.float32))
     div = sns.diverging_palette(0, 359, s=100, center="dark", as_cmap=True)
     save("cmap_diverging.npy", div(ramp).astype(np.float32))
+    # How PyTorch prints: the lab's printed tensors, and a few of each notation.
+    g = torch.Generator().manual_seed(0)
+    samples = {
+        "scores": model(X_tensor).detach(),
+        "scores_y": model(X_tensor).detach().gather(1, y_tensor.view(-1, 1)).squeeze(),
+        "saliency_max": compute_max(saliency)[2],
+        "saliency": saliency,
+        "labels": y_tensor,
+        "small": torch.randn(3, 4, generator=g),
+        "tiny": torch.randn(5, generator=g) * 1e-3,
+        "wide": torch.tensor([1.5e-3, 2.0, 3000.0]),
+        "whole": torch.tensor([[1.0, -2.0], [30.0, 4.0]]),
+        "whole_wide": torch.tensor([1.0, 20000.0]),
+        "huge": torch.tensor([1.0e9, 2.5]),
+        "zeros": torch.zeros(2, 3),
+        "special": torch.tensor([float("nan"), 1.25, float("inf"), -2.0]),
+        "row": torch.arange(40, dtype=torch.float32) / 7,
+        "long_row": torch.randn(2000, generator=g),
+        "cube": torch.randn(11, 12, 13, generator=g),
+    }
+    for name, t in samples.items():
+        np.save(os.path.join(args.out, f"print_{name}.npy"), t.detach().numpy())
+        with open(os.path.join(args.out, f"print_{name}.txt"), "w") as f:
+            f.write(str(t))
     print(f"reference values written to {args.out}")
 
 

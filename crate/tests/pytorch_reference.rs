@@ -187,3 +187,27 @@ fn blur_average_equals_the_labs_sample_answer() {
     let err = max_rel_error(&got, &want);
     assert!(err <= REL_TOL, "relative error {err:e}");
 }
+
+/// `pretty` prints as PyTorch prints (`str(tensor)` with
+/// `torch.set_printoptions`' defaults): the lab's printed tensors and
+/// tensors of each notation, character for character.
+#[test]
+#[ignore = "needs the venv's Python with torch (scripts/test runs it)"]
+fn pretty_prints_as_pytorch_prints() {
+    for name in [
+        "scores", "scores_y", "saliency_max", "saliency", "labels", "small", "tiny", "wide",
+        "whole", "whole_wide", "huge", "zeros", "special", "row", "long_row", "cube",
+    ] {
+        let want = std::fs::read_to_string(reference_dir().join(format!("print_{name}.txt"))).unwrap();
+        let path = reference_dir().join(format!("print_{name}.npy"));
+        let t = if name == "labels" {
+            let a = read_npy::<i64>(&path);
+            tch::Tensor::from_slice(a.as_slice().unwrap())
+        } else {
+            let a = read_npy::<f32>(&path);
+            let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
+            tch::Tensor::from_slice(a.as_slice().unwrap()).view(shape.as_slice())
+        };
+        assert_eq!(saliency_lab::convert::pretty(&t), want, "{name}");
+    }
+}
