@@ -16,23 +16,35 @@ named after the student). For each one, the grader
   2. runs it in a fresh kernel, in a process group of its own, with a time
      limit per cell (a cell that does not finish is interrupted; the kernel
      loses its variables and grading goes on) and one for the whole notebook
-     (the group is killed);
+     (the group is killed). Each cell's limit comes from the solution's own
+     timing: 10 times what that cell took in the solution, at least 30 s
+     (cells a student added: 10 times the solution's slowest cell); the
+     solution is run once to time it, and its timing kept beside the grades
+     for the next run of the same solution (--cell-timeout sets one limit
+     for all cells instead);
   3. scores each test cell (nbgrader `grade: true`, `points`): full points if
      it ran without error output, else none.
 
-It writes one CSV line per student (points per test, total, status) and a
-feedback text per student. One broken or endless notebook does not stop the
-others. Needs no nbgrader; see nbgrader_config.py for nbgrader's own pipeline.
+Notebooks are graded side by side, one kernel per core (--jobs), each kernel
+with its own copy of evcxr's warmed build folder, so that nothing the
+solution's set-up compiled is compiled again. It writes one CSV line per
+student (points per test, total, status), in the order of the submissions,
+and a feedback text per student, and prints a line per graded notebook with
+how many are left. One broken or endless notebook does not stop the others.
+Needs no nbgrader; see nbgrader_config.py for nbgrader's own pipeline.
 """
 import argparse
 import csv
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,11 +116,12 @@ def failure_message(text):
     return text.strip()[:300] or "failed"
 
 
-def run_one(master_path, submission_path, result_path, cell_timeout):
-    """Child process: execute one rebuilt notebook and write the outcome."""
+def run_one(master_path, submission_path, result_path, limits):
+    """Child process: execute one rebuilt notebook and write the outcome.
+    `limits`: {"cells": {grade_id: seconds}, "other": seconds}."""
     import nbformat
     from nbclient import NotebookClient
-    from run_notebooks import cell_errors
+    from run_notebooks import cell_errors, cell_seconds
 
     master = json.loads(Path(master_path).read_text())
     submission = json.loads(Path(submission_path).read_text())
@@ -117,17 +130,25 @@ def run_one(master_path, submission_path, result_path, cell_timeout):
     record = Path(result_path).with_suffix(".tests")
     os.environ["SALIENCY_LAB_GRADING"] = str(record)  # the kernel inherits it
 
+    def limit_of(cell):
+        if cell.source.lstrip().startswith(":dep"):
+            return 900  # a cold evcxr cache builds tch here
+        gid = grader_meta(cell).get("grade_id")
+        return limits["cells"].get(gid, limits["other"])
+
     def timeout_func(cell):
-        return 900 if cell.source.lstrip().startswith(":dep") else cell_timeout
+        return limit_of(cell)
 
     client = NotebookClient(
         nb, kernel_name="rust", timeout_func=timeout_func, allow_errors=True,
-        interrupt_on_timeout=True, startup_timeout=120,
-        error_on_timeout={"ename": "CellTimeoutError", "evalue": f"the cell did not finish within {cell_timeout} s",
-                          "traceback": [f"the cell did not finish within {cell_timeout} s"]},
+        interrupt_on_timeout=True, startup_timeout=120, record_timing=True,
+        error_on_timeout={"ename": "CellTimeoutError", "evalue": "the cell did not finish within its time limit",
+                          "traceback": ["the cell did not finish within its time limit"]},
         resources={"metadata": {"path": str(ROOT / "notebooks")}},
     )
     client.execute()
+    timing = {grader_meta(c)["grade_id"]: t for c in nb.cells
+              if grader_meta(c).get("grade_id") and (t := cell_seconds(c)) is not None}
     recorded = {}
     if record.exists():
         for line in record.read_text().splitlines():
@@ -139,6 +160,7 @@ def run_one(master_path, submission_path, result_path, cell_timeout):
         err = cell_errors(cell) if cell.cell_type == "code" else ""
         # nbclient's timeout error, or evcxr's answer after the interrupt killed its worker
         interrupted = "did not finish within" in err or "signal: 9" in err
+        cell_limit = limit_of(cell) if cell.cell_type == "code" else 0
         if interrupted:
             timed_out.append(meta.get("grade_id", "a cell"))
         if meta.get("grade"):
@@ -146,36 +168,64 @@ def run_one(master_path, submission_path, result_path, cell_timeout):
             if gid in recorded:
                 passed, message = recorded[gid]
             elif interrupted:
-                passed, message = False, f"interrupted: the cell did not finish within {cell_timeout} s"
+                passed, message = False, f"interrupted: the cell did not finish within {cell_limit:.0f} s"
             else:  # it did not compile, or the kernel lost it
                 passed, message = False, failure_message(err) if err else "the test did not run"
             results[gid] = {"passed": passed, "message": message}
-    Path(result_path).write_text(json.dumps({"tests": results, "timed_out": timed_out}))
+    Path(result_path).write_text(json.dumps({"tests": results, "timed_out": timed_out, "timing": timing}))
 
 
-def grade(master_path, submission, cell_timeout, total_timeout):
-    """Grades one submission in a child process; returns (status, tests)."""
+def grade(master_path, submission, limits, total_timeout, tmpdir=None):
+    """Grades one submission in a child process; returns (status, tests, note, timing)."""
     try:
         json.loads(submission.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return "unreadable", {}, f"the notebook could not be read ({type(e).__name__}: {e})"
+        return "unreadable", {}, f"the notebook could not be read ({type(e).__name__}: {e})", {}
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
+        limits_file = Path(tmp) / "limits.json"
+        limits_file.write_text(json.dumps(limits))
         cmd = [sys.executable, __file__, "--one", str(submission), "--result", str(result),
-               "--master", str(master_path), "--cell-timeout", str(cell_timeout)]
-        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               "--master", str(master_path), "--limits", str(limits_file)]
+        env = dict(os.environ)
+        if tmpdir:
+            env["SALIENCY_LAB_EVCXR_TMPDIR"] = str(tmpdir)  # the kernel's own build folder
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         try:
             _, stderr = proc.communicate(timeout=total_timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            return "timeout", {}, f"the notebook did not finish within {total_timeout} s"
+            return "timeout", {}, f"the notebook did not finish within {total_timeout} s", {}
         if not result.exists():
             last = (stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            return "error", {}, f"grading failed: {last}"
+            return "error", {}, f"grading failed: {last}", {}
         out = json.loads(result.read_text())
-        note = f"cell(s) interrupted after {cell_timeout} s: {', '.join(out['timed_out'])}" if out["timed_out"] else ""
-        return ("timeout" if out["timed_out"] else "ok"), out["tests"], note
+        note = (f"cell(s) interrupted at their time limit: {', '.join(out['timed_out'])}"
+                if out["timed_out"] else "")
+        return ("timeout" if out["timed_out"] else "ok"), out["tests"], note, out.get("timing", {})
+
+
+def cell_limits(master_path, master, cell_timeout, total_timeout, state_dir):
+    """Per-cell time limits: --cell-timeout for every cell, or 10x the
+    solution's own time per cell (at least 30 s), the solution being run once
+    (and its timing kept in state_dir for the same solution next time)."""
+    if cell_timeout:
+        return {"cells": {}, "other": cell_timeout}, None
+    digest = hashlib.sha256(Path(master_path).read_bytes()).hexdigest()[:16]
+    cache = Path(state_dir) / f"solution-timing-{digest}.json"
+    timing = json.loads(cache.read_text()) if cache.exists() else None
+    if timing is None:
+        print("timing the solution once, for the cells' time limits ...", flush=True)
+        status, tests, note, timing = grade(master_path, Path(master_path), {"cells": {}, "other": 600}, total_timeout)
+        failed = [gid for gid, r in tests.items() if not r["passed"]]
+        if status != "ok" or failed:
+            sys.exit(f"the solution itself does not pass ({status}; {note}; failed: {failed}): fix it first")
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(timing))
+    limit = lambda t: max(30.0, 10.0 * t)
+    cells = {gid: limit(t) for gid, t in timing.items()}
+    return {"cells": cells, "other": limit(max(timing.values(), default=3.0))}, timing
 
 
 def submissions_in(folder):
@@ -212,13 +262,17 @@ def main():
     ap.add_argument("--master", type=Path, default=MASTER, help="the solution notebook with the hidden tests")
     ap.add_argument("--out", type=Path, default=Path("grades.csv"))
     ap.add_argument("--feedback", type=Path, default=Path("feedback"))
-    ap.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (the :dep cell gets 900)")
+    ap.add_argument("--cell-timeout", type=int, help="seconds per cell for every cell (default: 10x the solution's time "
+                    "for that cell, at least 30 s; the :dep cell gets 900)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per notebook")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="notebooks graded side by side (default: 2, or 1 on one core)")
     ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--limits", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        run_one(args.master, args.one, args.result, args.cell_timeout)
+        run_one(args.master, args.one, args.result, json.loads(args.limits.read_text()))
         return
     if not args.submissions:
         ap.error("give the folder of submissions")
@@ -226,19 +280,63 @@ def main():
     tests = tests_of(master)
     args.feedback.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    home = Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
+    limits, _ = cell_limits(args.master, master, args.cell_timeout, args.timeout, home / "grading")
+    subs = submissions_in(args.submissions)
+    # One build folder per worker: worker 0 uses set-up's warmed one, the
+    # others a copy of it (two kernels must not build in the same folder).
+    jobs = max(1, min(args.jobs, len(subs)))
+    tmpdirs = [None] + [copy_build_folder(home, k) for k in range(1, jobs)]
+    free = list(tmpdirs)
+    results = [None] * len(subs)
+    done = 0
+
+    def work(k):
+        nonlocal done
+        name, path = subs[k]
+        tmpdir = free.pop()
+        t0 = time.time()
+        try:
+            status, res, note, _ = grade(args.master, path, limits, args.timeout, tmpdir)
+        finally:
+            free.append(tmpdir)
+        total, text = feedback_text(name, tests, res, status, note)
+        (args.feedback / f"{name}.txt").write_text(text)
+        results[k] = (name, res, total, status)
+        done += 1
+        print(f"{name}: {total:g}/{sum(p for _, p in tests):g} ({status}, {time.time() - t0:.0f} s); "
+              f"{done}/{len(subs)} graded, {len(subs) - done} left", flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(work, range(len(subs))))
     with open(args.out, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["student"] + [gid for gid, _ in tests] + ["total", "max", "status"])
-        for name, path in submissions_in(args.submissions):
-            t0 = time.time()
-            status, results, note = grade(args.master, path, args.cell_timeout, args.timeout)
-            total, text = feedback_text(name, tests, results, status, note)
-            (args.feedback / f"{name}.txt").write_text(text)
-            w.writerow([name] + [pts if results.get(gid, {}).get("passed") else 0 for gid, pts in tests]
+        for name, res, total, status in results:
+            w.writerow([name] + [pts if res.get(gid, {}).get("passed") else 0 for gid, pts in tests]
                        + [total, sum(p for _, p in tests), status])
-            f.flush()
-            print(f"{name}: {total:g}/{sum(p for _, p in tests):g} ({status}, {time.time() - t0:.0f} s)", flush=True)
-    print(f"graded in {time.time() - start:.0f} s -> {args.out}, feedback in {args.feedback}/")
+    print(f"graded {len(subs)} notebook(s) in {time.time() - start:.0f} s ({jobs} at a time) -> {args.out}, "
+          f"feedback in {args.feedback}/")
+
+
+def copy_build_folder(home, k):
+    """A copy of evcxr's warmed build folder for grading worker k, refreshed when
+    set-up warmed the original again."""
+    src = Path(os.environ.get("EVCXR_TMPDIR", home / "evcxr-tmp"))
+    dst = home / "grading" / f"evcxr-tmp-{k}"
+    stamp = str(src.stat().st_mtime) if src.exists() else ""
+    warm = home / ".warm"
+    stamp += open(warm).read() if warm.exists() else ""
+    if (dst / ".copied-from").exists() and (dst / ".copied-from").read_text() == stamp:
+        return dst
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.exists():
+        shutil.copytree(src, dst, symlinks=True)
+    else:
+        dst.mkdir(parents=True)
+    (dst / ".copied-from").write_text(stamp)
+    return dst
 
 
 if __name__ == "__main__":

@@ -5,6 +5,14 @@ Writes, under $SALIENCY_LAB_HOME:
   kernel/launch         a launcher that sets libtorch's environment, then execs
                         evcxr_jupyter (evcxr may rewrite its own kernel.json and
                         drop an `env` there, so the environment lives here);
+                        the kernel's own stdout, where evcxr says at every start
+                        which configuration file it read ("No configuration
+                        file found, use the default configuration"), goes to
+                        kernel/kernel.log instead of the notebook runner's
+                        output (cells' output goes through Jupyter's channels,
+                        not stdout); $SALIENCY_LAB_EVCXR_TMPDIR, where set,
+                        gives a kernel a build folder of its own (the grader's
+                        parallel workers);
   jupyter/kernels/rust/ the kernel spec, argv -> the launcher.
 
 Run by scripts/setup (which sources scripts/env.sh first).
@@ -19,7 +27,7 @@ import sys
 from pathlib import Path
 
 KEEP = [
-    "LD_LIBRARY_PATH", "EVCXR_TMPDIR", "PATH", "SALIENCY_LAB_MIRROR",
+    "LD_LIBRARY_PATH", "PATH", "SALIENCY_LAB_MIRROR",
 ]
 
 
@@ -42,13 +50,15 @@ def main():
     std_dir = f"{sysroot}/lib/rustlib/{host}/lib"
     lines.append(f"export LD_LIBRARY_PATH={shlex.quote(std_dir)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}")
     lines += [
-        "# Cells build in evcxr's own target folder, not the workspace's.",
+        "# Cells build in evcxr's own folder (warmed by set-up), not the workspace's.",
+        f"export EVCXR_TMPDIR=${{SALIENCY_LAB_EVCXR_TMPDIR:-{shlex.quote(os.environ['EVCXR_TMPDIR'])}}}",
         "unset CARGO_TARGET_DIR",
         "# A failed assertion in a cell shows its message, not a backtrace.",
         "export RUST_BACKTRACE=0",
         "# Keep evcxr from rewriting a kernel spec of its own on start.",
         f"export JUPYTER_PATH={shlex.quote(str(home / 'evcxr-no-spec'))}",
-        f"exec {shlex.quote(evcxr)} \"$@\"",
+        "# evcxr's own stdout (not the cells'): to a log.",
+        f"exec {shlex.quote(evcxr)} \"$@\" >>{shlex.quote(str(home / 'kernel' / 'kernel.log'))}",
     ]
     launcher.write_text("\n".join(lines) + "\n")
     launcher.chmod(launcher.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

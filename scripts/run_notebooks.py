@@ -5,6 +5,8 @@
   scripts/run_notebooks.py --check         the same, then fail on any error output, a missing figure,
                                            or the lab's correct-class scores off by more than 0.02
   scripts/run_notebooks.py --warm          warm evcxr's build cache with the crate (set-up runs this)
+  scripts/run_notebooks.py --hints NB      run every ```rust block of NB's text cells, after its set-up cell,
+                                           as a student would try them; fail on any error
   scripts/run_notebooks.py NOTEBOOK...     only these
 
 Each executed notebook keeps nbclient's per-cell timing; a table of the
@@ -185,15 +187,42 @@ def warm(timeout):
         tmp.unlink(missing_ok=True)
 
 
+def hints(path, timeout):
+    """Runs the ```rust code blocks of a notebook's markdown cells (its hints)
+    after its first code cell (the set-up), each block a cell of its own."""
+    src = nbformat.read(path, as_version=4)
+    setup = next(c for c in src.cells if c.cell_type == "code")
+    blocks = [b.split("\n", 1)[1] for c in src.cells if c.cell_type == "markdown"
+              for b in re.findall(r"```rust\n.*?```", c.source, re.S)]
+    blocks = [b.rsplit("```", 1)[0] for b in blocks]
+    if not blocks:
+        print(f"{path.name}: no ```rust blocks")
+        return 1
+    nb = nbformat.v4.new_notebook(metadata=src.metadata)
+    nb.cells = [nbformat.v4.new_code_cell(setup.source)] + [nbformat.v4.new_code_cell(b) for b in blocks]
+    tmp = path.parent / f".hints-{path.stem}.ipynb"
+    nbformat.write(nb, tmp)
+    try:
+        done, _ = execute(tmp, Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "hints", timeout)
+    finally:
+        tmp.unlink(missing_ok=True)
+    problems = errors_of(done)
+    print(f"{path.name}: {len(blocks)} hint block(s) run" + (f"; errors: {problems}" if problems else ", no errors"))
+    return 1 if problems else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("notebooks", nargs="*", type=Path)
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--warm", action="store_true")
+    ap.add_argument("--hints", type=Path, help="a notebook whose ```rust blocks to run")
     ap.add_argument("--timeout", type=int, default=900, help="per-cell limit in seconds (a cold :dep builds tch)")
     args = ap.parse_args()
     if args.warm:
         sys.exit(warm(args.timeout))
+    if args.hints:
+        sys.exit(hints(args.hints.resolve(), args.timeout))
     paths = args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb"))
     executed, walls, failed = [], {}, False
     for p in paths:

@@ -1,5 +1,6 @@
-//! Support for `scripts/grade.py`: records the outcome of each homework test
-//! cell in a file, written before the cell finishes.
+//! Support for grading the homework: the reference test's comparison
+//! ([`compare_smoothgrad_maps`]), and for `scripts/grade.py` a record of the
+//! outcome of each test cell in a file, written before the cell finishes.
 //!
 //! evcxr reports a panic on stderr and answers the cell as successful; its
 //! stderr may even arrive after the next cell has started. The grader
@@ -8,6 +9,8 @@
 //! `$SALIENCY_LAB_GRADING` (tab-separated: id, `pass`/`fail`, message).
 
 use std::io::Write;
+
+use tch::{Kind, Tensor};
 
 use crate::error::panic_message;
 
@@ -37,6 +40,54 @@ pub fn record(id: &str, outcome: std::thread::Result<TestResult>) {
     {
         let _ = f.write_all(line.as_bytes());
     }
+}
+
+/// The SmoothGrad homework's reference test: a student's max-abs maps
+/// against the crate's, image by image, `[N, H, W]` each. They must agree in
+/// structure (the Pearson correlation of their 8 x 8-pixel block means above
+/// 0.9) and in size (the ratio of their norms within 0.8..1.25). Both are
+/// Monte Carlo estimates with their own noise, so the bounds are wide enough
+/// for any correct answer, whatever its noise or batching
+/// (`crate/tests/grading.rs` checks 20 seeds), and narrow enough to catch one
+/// noisy sample, blurring instead of noise, or unscaled noise.
+///
+/// # Errors
+/// A message for the student naming the image and what differs.
+pub fn compare_smoothgrad_maps(reference: &Tensor, student: &Tensor) -> Result<(), String> {
+    if student.size() != reference.size() {
+        return Err(format!(
+            "the maps have shape {:?}, the reference's {:?}",
+            student.size(),
+            reference.size()
+        ));
+    }
+    let pool = |m: &Tensor| {
+        m.to_kind(Kind::Float)
+            .unsqueeze(1)
+            .avg_pool2d([8, 8], [8, 8], [0, 0], false, true, None::<i64>)
+            .flatten(1, -1)
+    };
+    let (r, s) = (pool(reference), pool(student));
+    for i in 0..reference.size()[0] {
+        let (a, b) = (r.get(i), s.get(i));
+        let (a, b) = (&a - a.mean(Kind::Float), &b - b.mean(Kind::Float));
+        let corr = (&a * &b).sum(Kind::Float).double_value(&[])
+            / (a.norm().double_value(&[]) * b.norm().double_value(&[]));
+        let ratio =
+            student.get(i).norm().double_value(&[]) / reference.get(i).norm().double_value(&[]);
+        // NaN (a map of zeros or NaN) fails both tests.
+        if !(corr > 0.9) {
+            return Err(format!(
+                "image {i}: the map's structure differs from SmoothGrad's (block correlation {corr:.2})"
+            ));
+        }
+        if !(ratio > 0.8 && ratio < 1.25) {
+            return Err(format!(
+                "image {i}: the map is {ratio:.2} times SmoothGrad's (averaged over n noisy samples?)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

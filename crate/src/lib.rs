@@ -14,7 +14,10 @@
 //!    Grad-CAM, Occlusion, a noise tunnel (SmoothGrad, SG-SQ, VarGrad) over
 //!    any of them, and the lab's blur average, behind one trait
 //!    ([`attribution::Method`]);
-//! 5. [`plot`]: the lab's figures, drawn with `plotters`, inline in evcxr
+//! 5. [`evaluation`]: can a map be trusted? Model randomisation (Adebayo et
+//!    al. 2018), deletion and insertion (RISE), controls, and the noise
+//!    tunnel's convergence;
+//! 6. [`plot`]: the lab's figures, drawn with `plotters`, inline in evcxr
 //!    notebooks or saved as PNG.
 //!
 //! ```no_run
@@ -35,6 +38,7 @@ pub mod convert;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod evaluation;
 pub mod grading;
 pub mod model;
 pub mod plot;

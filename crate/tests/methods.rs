@@ -10,7 +10,7 @@ use saliency_lab::attribution::{
     Baseline, GradCam, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients, Method,
     NoiseTunnel, Occlusion, Rule, SmoothGradConfig, Vanilla,
 };
-use saliency_lab::model::{AsNetwork, Layout};
+use saliency_lab::model::Layout;
 use saliency_lab::preprocess_batch;
 use tch::Tensor;
 
@@ -159,7 +159,7 @@ fn methods_that_look_inside_need_the_crates_layers() {
     let (x, y) = inputs(1);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let tch_net = tch::vision::squeezenet::v1_1(&vs.root(), 1000);
-    let tch_net = AsNetwork(&tch_net as &dyn tch::nn::ModuleT);
+    let tch_net = &tch_net as &dyn tch::nn::ModuleT;
     for m in [
         Box::new(GuidedBackprop) as Box<dyn Method>,
         Box::new(GradCam::default()),

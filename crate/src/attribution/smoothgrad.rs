@@ -29,7 +29,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::{NoiseTunnel, Vanilla};
 use crate::error::{Error, Result};
-use crate::model::{AsNetwork, Network};
+use crate::model::Network;
 use crate::support::check_batch;
 
 /// SmoothGrad's parameters, with the paper's defaults.
@@ -478,7 +478,7 @@ pub fn smoothgrad<N: Network + ?Sized>(
     targets: &[i64],
     config: &SmoothGradConfig,
 ) -> Result<SmoothGrad> {
-    NoiseTunnel::new(Vanilla, config.clone()).estimate(&AsNetwork(net), x, targets)
+    NoiseTunnel::new(Vanilla, config.clone()).estimate(&net, x, targets)
 }
 
 impl SmoothGrad {

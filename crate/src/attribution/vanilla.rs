@@ -7,7 +7,7 @@ use tch::Tensor;
 
 use super::{check_input, copies_gradient, gradient, Attributions, Method};
 use crate::error::Result;
-use crate::model::{AsNetwork, Network};
+use crate::model::Network;
 
 /// The vanilla gradient as a [`Method`] (no parameters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,5 +62,5 @@ impl Method for Vanilla {
 /// # Ok::<(), saliency_lab::Error>(())
 /// ```
 pub fn vanilla_gradient<N: Network + ?Sized>(net: &N, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
-    Ok(Vanilla.attribute(&AsNetwork(net), x, targets)?.values)
+    Ok(Vanilla.attribute(&net, x, targets)?.values)
 }

@@ -7,6 +7,12 @@
 //! maps --npz imagenet_val_25.npz --method guided-backprop --tunnel smoothgrad --samples 20 --out out/
 //! ```
 //!
+//! `maps evaluate` asks whether the maps can be trusted (see its `--help`):
+//!
+//! ```text
+//! maps evaluate --npz imagenet_val_25.npz --method vanilla --metric deletion insertion randomisation --out eval/
+//! ```
+//!
 //! Writes to `--out`: `attr.npy` (float32, the method's attribution `[N, 3,
 //! 224, 224]`, `[N, 1, 224, 224]` for Grad-CAM), `max.npy` and `maxabs.npy`
 //! (float32 `[N, 224, 224]`, its channel max and max of abs), `scores.npy`
@@ -19,7 +25,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args as ClapArgs, Parser, ValueEnum};
+use clap::{Args as ClapArgs, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array4};
 use saliency_lab::attribution::{
@@ -27,6 +33,9 @@ use saliency_lab::attribution::{
     IntegratedGradients, Method as _, NoiseTunnel, Occlusion, Rule, SmoothGradConfig, Vanilla,
 };
 use saliency_lab::convert::{write_npy, write_npy_f32};
+use saliency_lab::evaluation::{
+    aucs, CausalMetric, CentreGaussian, Edges, Order, RandomMap, Randomisation,
+};
 use saliency_lab::transforms::{stack_images, IMAGE_SIZE};
 use saliency_lab::{assets, Error, Model, Result};
 use tch::{Kind, Tensor};
@@ -56,6 +65,12 @@ enum Method {
     /// The lab's sample answer: the mean over the image and blurred copies
     /// (sigma 1, 3, 9, 27); max.npy / maxabs.npy average the copies' maps.
     BlurAverage,
+    /// Control: uniform random values (seeded by --seed), [N, 1, 224, 224].
+    Random,
+    /// Control: a Gaussian bump at the centre, [N, 1, 224, 224].
+    Centre,
+    /// Control: the Sobel edge magnitude of the image, [N, 1, 224, 224].
+    Edges,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,10 +147,34 @@ struct MethodArgs {
 /// Attribution maps of SqueezeNet 1.1 (vanilla gradient, Input x Gradient,
 /// Integrated Gradients, Guided Backprop, Grad-CAM, Guided Grad-CAM,
 /// Occlusion, SmoothGrad / SG-SQ / VarGrad over any of them, the lab's blur
-/// average), written as .npy files.
+/// average, and the controls: random, centre, edges), written as .npy files;
+/// `maps evaluate` checks them (deletion, insertion, model randomisation).
 #[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
+#[command(version, about, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    maps: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Can the maps be trusted? Deletion and insertion (RISE: the
+    /// probability of the class as the pixels the map ranks first are
+    /// deleted from the image, or inserted into a blurred copy; 224 pixels a
+    /// step, 225 scores) and model randomisation (Adebayo et al.: the maps
+    /// again after each layer is re-initialised, from the classifier down,
+    /// compared with the original by Spearman's rank correlation and SSIM).
+    /// Writes maxabs.npy (the maps ranked), deletion.npy / insertion.npy
+    /// (float32 [N, 225]), randomisation.csv and metrics.json, and prints a
+    /// summary.
+    Evaluate(EvaluateArgs),
+}
+
+/// The images, the model and the method (shared by `maps` and `maps evaluate`).
+#[derive(Debug, ClapArgs)]
+struct Common {
     /// An npz with `X` [N, H, W, 3] uint8, `y` [N] int64 and `label_map`
     /// (the lab's imagenet_val_25.npz).
     #[arg(long, conflicts_with = "image", required_unless_present = "image")]
@@ -157,22 +196,66 @@ struct Args {
     tunnel: Option<Tunnel>,
     #[command(flatten)]
     params: MethodArgs,
-    /// The class to explain for every image; default: the label in the npz,
-    /// else the top-1 class.
-    #[arg(long)]
-    target: Option<i64>,
     /// Output folder (created if missing).
     #[arg(long, default_value = "maps-out")]
     out: PathBuf,
-    /// Also write `input.npy`, the preprocessed batch (float32 [N, 3, 224, 224]).
-    #[arg(long)]
-    save_input: bool,
     /// `cpu`, `cuda`, `cuda:N` or `auto` (default: a CUDA GPU when one is usable).
     #[arg(long)]
     device: Option<String>,
     /// Print the wall time and the peak resident memory (Linux) at the end.
     #[arg(long)]
     stats: bool,
+}
+
+#[derive(Debug, ClapArgs)]
+struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// The class to explain for every image; default: the label in the npz,
+    /// else the top-1 class.
+    #[arg(long)]
+    target: Option<i64>,
+    /// Also write `input.npy`, the preprocessed batch (float32 [N, 3, 224, 224]).
+    #[arg(long)]
+    save_input: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Metric {
+    /// Pixels deleted in the map's order: the probability should fall fast (a small area).
+    Deletion,
+    /// Pixels inserted into a blurred copy in the map's order: it should rise fast (a large area).
+    Insertion,
+    /// The maps after each layer is re-initialised from the top: they should change.
+    Randomisation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OrderArg {
+    /// Layer after layer from the top, cumulatively.
+    Cascading,
+    /// One layer at a time.
+    Independent,
+}
+
+#[derive(Debug, ClapArgs)]
+struct EvaluateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The metrics (one or more).
+    #[arg(long, value_enum, num_args = 1.., default_value = "deletion")]
+    metric: Vec<Metric>,
+    /// The class each map explains and the metrics follow: `label` (the
+    /// npz's labels; the default), `top1` (the model's prediction, RISE's
+    /// choice; the default for image files), or a class number.
+    #[arg(long)]
+    target: Option<String>,
+    /// Model randomisation: cascading (default) or independent.
+    #[arg(long, value_enum, default_value = "cascading")]
+    order: OrderArg,
+    /// Deletion and insertion: pixels per step.
+    #[arg(long, default_value_t = 224)]
+    step: usize,
 }
 
 impl MethodArgs {
@@ -224,13 +307,16 @@ impl MethodArgs {
             Method::Smoothgrad => tunnel(Estimator::SmoothGrad),
             Method::SmoothgradSq => tunnel(Estimator::SmoothGradSq),
             Method::Vargrad => tunnel(Estimator::VarGrad),
+            Method::Random => Box::new(RandomMap { seed: self.seed }),
+            Method::Centre => Box::new(CentreGaussian::default()),
+            Method::Edges => Box::new(Edges),
             Method::BlurAverage => return None,
         })
     }
 }
 
 /// The images and, from an npz, their labels.
-fn load(args: &Args) -> Result<(Array4<u8>, Option<Vec<i64>>)> {
+fn load(args: &Common) -> Result<(Array4<u8>, Option<Vec<i64>>)> {
     Ok(match &args.npz {
         Some(npz) => {
             let data = saliency_lab::load_imagenet_val(npz)?;
@@ -250,7 +336,7 @@ fn load(args: &Args) -> Result<(Array4<u8>, Option<Vec<i64>>)> {
 fn progress(n: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(n as u64);
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} images, {elapsed} (ETA {eta})")
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}, {elapsed} (ETA {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
@@ -258,7 +344,18 @@ fn progress(n: usize, what: &str) -> ProgressBar {
     bar
 }
 
-fn run(args: &Args) -> Result<()> {
+/// What both commands start from: the model, the batch, its clean scores,
+/// the labels (from an npz) and the method (`None`: the blur average).
+struct Prepared {
+    model: Model,
+    images: Array4<u8>,
+    x: Tensor,
+    scores: Tensor,
+    labels: Option<Vec<i64>>,
+    method: Option<Box<dyn attribution::Method>>,
+}
+
+fn prepare(args: &Common) -> Result<Prepared> {
     let device = saliency_lab::device::parse_device(args.device.as_deref().unwrap_or("auto"))?;
     let mut method = args.params.method(args.method);
     if let Some(m) = &method {
@@ -290,37 +387,252 @@ fn run(args: &Args) -> Result<()> {
     let model = saliency_lab::squeezenet1_1(&weights, device)?;
     let x = saliency_lab::preprocess_batch(images.view())?.to_device(device);
     let scores = model.scores(&x)?;
-    let n = images.shape()[0];
-    let targets = match (args.target, labels) {
+    Ok(Prepared {
+        model,
+        images,
+        x,
+        scores,
+        labels,
+        method,
+    })
+}
+
+fn run(args: &Args) -> Result<()> {
+    let p = prepare(&args.common)?;
+    let n = p.images.shape()[0];
+    let targets = match (args.target, p.labels.clone()) {
         (Some(t), _) => vec![t; n],
         (None, Some(labels)) => labels,
-        (None, None) => saliency_lab::top1(&scores)?,
+        (None, None) => saliency_lab::top1(&p.scores)?,
     };
-    let name = method
+    let name = p
+        .method
         .as_ref()
         .map_or_else(|| "blur-average".to_string(), |m| m.name());
-    let attr = match &method {
-        Some(m) => attribute(m.as_ref(), &model, &x, &targets, &name)?,
-        None => blur_average(&model, &images, &targets)?,
+    let attr = match &p.method {
+        Some(m) => attribute(m.as_ref(), &p.model, &p.x, &targets, &name)?,
+        None => blur_average(&p.model, &p.images, &targets)?,
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
-    write_npy_f32(args.out.join("attr.npy"), &attr.values)?;
+    let out = &args.common.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    write_npy_f32(out.join("attr.npy"), &attr.values)?;
     if attr.gradient {
-        write_npy_f32(args.out.join("grad.npy"), &attr.values)?;
+        write_npy_f32(out.join("grad.npy"), &attr.values)?;
     }
-    write_npy_f32(args.out.join("max.npy"), &attr.max)?;
-    write_npy_f32(args.out.join("maxabs.npy"), &attr.maxabs)?;
-    write_npy_f32(args.out.join("scores.npy"), &scores)?;
-    write_npy(args.out.join("targets.npy"), &Array1::from(targets.clone()))?;
+    write_npy_f32(out.join("max.npy"), &attr.max)?;
+    write_npy_f32(out.join("maxabs.npy"), &attr.maxabs)?;
+    write_npy_f32(out.join("scores.npy"), &p.scores)?;
+    write_npy(out.join("targets.npy"), &Array1::from(targets.clone()))?;
     if args.save_input {
-        write_npy_f32(args.out.join("input.npy"), &x)?;
+        write_npy_f32(out.join("input.npy"), &p.x)?;
     }
     println!(
         "{name} maps of {} image(s) written to {}",
         targets.len(),
-        args.out.display()
+        out.display()
     );
     Ok(())
+}
+
+fn evaluate(args: &EvaluateArgs) -> Result<()> {
+    let p = prepare(&args.common)?;
+    let n = p.images.shape()[0];
+    let Some(method) = &p.method else {
+        return Err(Error::parameter(
+            "maps evaluate",
+            "--method",
+            "blur-average",
+            "the blur average is not an attribution method the metrics can run",
+        ));
+    };
+    let (targets, target_name) = match (args.target.as_deref(), &p.labels) {
+        (None | Some("label"), Some(labels)) => (labels.clone(), "label".to_string()),
+        (Some("label"), None) => {
+            return Err(Error::parameter(
+                "maps evaluate",
+                "--target",
+                "label",
+                "image files have no labels: use top1 or a class number",
+            ))
+        }
+        (None | Some("top1"), _) => (saliency_lab::top1(&p.scores)?, "top1".to_string()),
+        (Some(class), _) => {
+            let t: i64 = class.parse().map_err(|_| {
+                Error::parameter("maps evaluate", "--target", class, "expected label, top1 or a class number")
+            })?;
+            (vec![t; n], format!("class {t}"))
+        }
+    };
+    let name = method.name();
+    let out = &args.common.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let maps = attribute(method.as_ref(), &p.model, &p.x, &targets, &name)?.maxabs;
+    write_npy_f32(out.join("maxabs.npy"), &maps)?;
+    write_npy(out.join("targets.npy"), &Array1::from(targets.clone()))?;
+    let mut report = Report::new(&name, &target_name, &targets);
+    for metric in dedup(&args.metric) {
+        match metric {
+            Metric::Deletion | Metric::Insertion => {
+                let (m, file) = if metric == Metric::Deletion {
+                    (CausalMetric::deletion(), "deletion")
+                } else {
+                    (CausalMetric::insertion(), "insertion")
+                };
+                let m = m.with_step(args.step);
+                let bar = progress(n, file);
+                let mut curves = Vec::new();
+                for i in 0..n as i64 {
+                    curves.push(m.curves(&p.model, &p.x.narrow(0, i, 1), &maps.narrow(0, i, 1), &targets[i as usize..=i as usize])?);
+                    bar.inc(1);
+                }
+                bar.finish_and_clear();
+                let curves = Tensor::cat(&curves, 0);
+                write_npy_f32(out.join(format!("{file}.npy")), &curves)?;
+                report.aucs.push((file, aucs(&curves)?));
+            }
+            Metric::Randomisation => {
+                let order = match args.order {
+                    OrderArg::Cascading => Order::Cascading,
+                    OrderArg::Independent => Order::Independent,
+                };
+                let layers = p.model.weight_layers().len();
+                let bar = progress(layers, "randomisation (layers)");
+                let r = Randomisation { order, seed: args.common.params.seed }.run_with_progress(
+                    &p.model,
+                    method.as_ref(),
+                    &p.x,
+                    &targets,
+                    &mut |_| bar.inc(1),
+                )?;
+                bar.finish_and_clear();
+                let mut csv = String::from("image,layer,spearman_abs,spearman_signed,ssim\n");
+                for (k, layer) in r.layers.iter().enumerate() {
+                    for i in 0..n {
+                        csv.push_str(&format!(
+                            "{i},{layer},{:.6},{:.6},{:.6}\n",
+                            r.spearman_abs[k][i], r.spearman_signed[k][i], r.ssim[k][i]
+                        ));
+                    }
+                }
+                let path = out.join("randomisation.csv");
+                std::fs::write(&path, csv).map_err(|e| Error::io(&path, e))?;
+                report.randomisation = Some(r);
+            }
+        }
+    }
+    let path = out.join("metrics.json");
+    std::fs::write(&path, report.json()).map_err(|e| Error::io(&path, e))?;
+    print!("{}", report.table());
+    println!("written to {}", out.display());
+    Ok(())
+}
+
+fn dedup(metrics: &[Metric]) -> Vec<Metric> {
+    let mut out: Vec<Metric> = Vec::new();
+    for &m in metrics {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// What `maps evaluate` found, as JSON and as a table.
+struct Report {
+    method: String,
+    target: String,
+    targets: Vec<i64>,
+    aucs: Vec<(&'static str, Vec<f64>)>,
+    randomisation: Option<saliency_lab::evaluation::RandomisationResult>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    let ok: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    ok.iter().sum::<f64>() / ok.len().max(1) as f64
+}
+
+fn num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.6}")
+    } else {
+        "null".into()
+    }
+}
+
+impl Report {
+    fn new(method: &str, target: &str, targets: &[i64]) -> Self {
+        Report {
+            method: method.into(),
+            target: target.into(),
+            targets: targets.to_vec(),
+            aucs: Vec::new(),
+            randomisation: None,
+        }
+    }
+
+    fn json(&self) -> String {
+        let list = |v: &[f64]| format!("[{}]", v.iter().map(|&x| num(x)).collect::<Vec<_>>().join(", "));
+        let mut images = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let mut fields = vec![format!("\"index\": {i}"), format!("\"class\": {t}")];
+            for (name, a) in &self.aucs {
+                fields.push(format!("\"{name}_auc\": {}", num(a[i])));
+            }
+            if let Some(r) = &self.randomisation {
+                let col = |m: &[Vec<f64>]| list(&m.iter().map(|row| row[i]).collect::<Vec<_>>());
+                fields.push(format!(
+                    "\"randomisation\": {{\"spearman_abs\": {}, \"spearman_signed\": {}, \"ssim\": {}}}",
+                    col(&r.spearman_abs),
+                    col(&r.spearman_signed),
+                    col(&r.ssim)
+                ));
+            }
+            images.push(format!("    {{{}}}", fields.join(", ")));
+        }
+        let mut means = Vec::new();
+        for (name, a) in &self.aucs {
+            means.push(format!("\"{name}_auc\": {}", num(mean(a))));
+        }
+        if let Some(r) = &self.randomisation {
+            use saliency_lab::evaluation::RandomisationResult as R;
+            means.push(format!(
+                "\"randomisation\": {{\"spearman_abs\": {}, \"spearman_signed\": {}, \"ssim\": {}}}",
+                list(&R::means(&r.spearman_abs)),
+                list(&R::means(&r.spearman_signed)),
+                list(&R::means(&r.ssim))
+            ));
+        }
+        let layers = self.randomisation.as_ref().map_or(String::new(), |r| {
+            format!(
+                ",\n  \"layers\": [{}]",
+                r.layers.iter().map(|l| format!("\"{l}\"")).collect::<Vec<_>>().join(", ")
+            )
+        });
+        format!(
+            "{{\n  \"method\": \"{}\",\n  \"target\": \"{}\"{layers},\n  \"images\": [\n{}\n  ],\n  \"mean\": {{{}}}\n}}\n",
+            self.method,
+            self.target,
+            images.join(",\n"),
+            means.join(", ")
+        )
+    }
+
+    fn table(&self) -> String {
+        let mut t = format!("{} ({} images, target: {})\n", self.method, self.targets.len(), self.target);
+        for (name, a) in &self.aucs {
+            let better = if *name == "deletion" { "lower is better" } else { "higher is better" };
+            t.push_str(&format!("  {name} AUC: mean {:.4} ({better})\n", mean(a)));
+        }
+        if let Some(r) = &self.randomisation {
+            use saliency_lab::evaluation::RandomisationResult as R;
+            let (a, s, q) = (R::means(&r.spearman_abs), R::means(&r.spearman_signed), R::means(&r.ssim));
+            t.push_str("  randomised up to   Spearman |map|   Spearman map   SSIM\n");
+            for (k, layer) in r.layers.iter().enumerate() {
+                t.push_str(&format!("  {layer:<16} {:>14.3} {:>14.3} {:>6.3}\n", a[k], s[k], q[k]));
+            }
+        }
+        t
+    }
 }
 
 /// An attribution and its two 2-D summaries.
@@ -396,13 +708,17 @@ fn blur_average(model: &Model, images: &Array4<u8>, targets: &[i64]) -> Result<M
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
     // Many batches in one process: keep freed memory for the next one.
     saliency_lab::keep_freed_memory();
     let start = std::time::Instant::now();
-    match run(&args) {
+    let (result, stats) = match &cli.command {
+        Some(Command::Evaluate(args)) => (evaluate(args), args.common.stats),
+        None => (run(&cli.maps), cli.maps.common.stats),
+    };
+    match result {
         Ok(()) => {
-            if args.stats {
+            if stats {
                 let rss = saliency_lab::peak_rss_mib()
                     .map_or("unknown".into(), |m| format!("{m:.0} MiB"));
                 println!(

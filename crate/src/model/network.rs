@@ -14,11 +14,11 @@
 //!
 //! `Network` is implemented for [`Model`](super::Model), for a
 //! `dyn ModuleT` (any tch module behind a reference: the plain path), and for
-//! tch's `FuncT`, `Func`, `Sequential` and `SequentialT`. Another type of
-//! yours that implements `ModuleT` goes in as `&m as &dyn ModuleT` (to the
-//! generic functions, `vanilla_gradient`, `smoothgrad`), wrapped as
-//! `&AsNetwork(&m as &dyn ModuleT)` (to a [`Method`](crate::attribution::Method)),
-//! or inside a `Model` ([`Model::new`](super::Model::new)).
+//! tch's `FuncT`, `Func`, `Sequential` and `SequentialT`, and for a
+//! reference to any of them. Another type of yours that implements `ModuleT`
+//! goes in as `&m as &dyn ModuleT` (to a [`Method`](crate::attribution::Method),
+//! which takes `&dyn Network`, as `&module` where `module: &dyn ModuleT`), or
+//! inside a `Model` ([`Model::new`](super::Model::new)).
 
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -48,6 +48,12 @@ pub trait Network {
     /// that class alone.
     fn class_score(&self, x: &Tensor, class: i64, _layout: Layout) -> Tensor {
         self.logits(x).select(1, class)
+    }
+
+    /// Class scores `[N, classes]` of a batch laid out as `layout` (a
+    /// network may keep weights in each layout). Default: [`Network::logits`].
+    fn logits_in(&self, x: &Tensor, _layout: Layout) -> Tensor {
+        self.logits(x)
     }
 
     /// The number of classes, where the network knows it without a forward
@@ -110,6 +116,35 @@ pub(crate) fn is_channels_last(x: &Tensor) -> bool {
     size.len() == 4 && size[1] > 1 && stride[1] == 1 && stride[3] == size[1]
 }
 
+/// A reference to a network is the network (so `&model` and `model` both
+/// work where `model` is already a reference).
+impl<N: Network + ?Sized> Network for &N {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        (**self).logits(x)
+    }
+    fn copy_layout(&self) -> Layout {
+        (**self).copy_layout()
+    }
+    fn class_score(&self, x: &Tensor, class: i64, layout: Layout) -> Tensor {
+        (**self).class_score(x, class, layout)
+    }
+    fn logits_in(&self, x: &Tensor, layout: Layout) -> Tensor {
+        (**self).logits_in(x, layout)
+    }
+    fn num_classes(&self) -> Option<i64> {
+        (**self).num_classes()
+    }
+    fn target_scores(&self, x: &Tensor, targets: &[i64]) -> Tensor {
+        (**self).target_scores(x, targets)
+    }
+    fn logits_traced(&self, x: &Tensor, pass: &mut Pass, layout: Layout) -> Option<Tensor> {
+        (**self).logits_traced(x, pass, layout)
+    }
+    fn layer_names(&self) -> Vec<String> {
+        (**self).layer_names()
+    }
+}
+
 /// The plain path: any tch module, run with `train = false`.
 impl Network for dyn ModuleT + '_ {
     fn logits(&self, x: &Tensor) -> Tensor {
@@ -145,32 +180,3 @@ impl Network for nn::Sequential {
     }
 }
 
-/// A reference to any network as a sized value, for the methods that take
-/// `&dyn Network` when what you hold is itself unsized, a `&dyn ModuleT`
-/// say: `Vanilla.attribute(&AsNetwork(module), &x, &targets)`.
-#[derive(Debug, Clone, Copy)]
-pub struct AsNetwork<'a, N: ?Sized>(pub &'a N);
-
-impl<N: Network + ?Sized> Network for AsNetwork<'_, N> {
-    fn logits(&self, x: &Tensor) -> Tensor {
-        self.0.logits(x)
-    }
-    fn copy_layout(&self) -> Layout {
-        self.0.copy_layout()
-    }
-    fn class_score(&self, x: &Tensor, class: i64, layout: Layout) -> Tensor {
-        self.0.class_score(x, class, layout)
-    }
-    fn num_classes(&self) -> Option<i64> {
-        self.0.num_classes()
-    }
-    fn target_scores(&self, x: &Tensor, targets: &[i64]) -> Tensor {
-        self.0.target_scores(x, targets)
-    }
-    fn logits_traced(&self, x: &Tensor, pass: &mut Pass, layout: Layout) -> Option<Tensor> {
-        self.0.logits_traced(x, pass, layout)
-    }
-    fn layer_names(&self) -> Vec<String> {
-        self.0.layer_names()
-    }
-}

@@ -1,0 +1,26 @@
+//! Can a map be trusted? Sanity checks and faithfulness metrics for the
+//! attribution methods.
+//!
+//! | question | here | paper |
+//! | --- | --- | --- |
+//! | does the map change when the model's weights are randomised? | [`Randomisation`] | Adebayo et al. 2018, "Sanity Checks for Saliency Maps" |
+//! | does deleting the pixels it ranks first destroy the prediction? | [`CausalMetric::deletion`] | Petsiuk et al. 2018, "RISE" |
+//! | does inserting them first restore it? | [`CausalMetric::insertion`] | Petsiuk et al. 2018 |
+//! | how does a map compare with maps that know nothing of the model? | [`controls`]: random, centre Gaussian, edges | Adebayo et al. 2018 |
+//! | how many noisy samples does the noise tunnel need? | [`tunnel_convergence`] | Smilkov et al. 2017 |
+//!
+//! The similarities are scipy's `spearmanr` and scikit-image's
+//! `structural_similarity` ([`similarity`]); deletion and insertion follow
+//! RISE's public `evaluation.py` step for step ([`causal`]).
+
+pub mod causal;
+pub mod controls;
+mod convergence;
+pub mod randomisation;
+pub mod similarity;
+
+pub use causal::{auc, aucs, Causal, CausalMetric};
+pub use controls::{CentreGaussian, Edges, RandomMap};
+pub use convergence::tunnel_convergence;
+pub use randomisation::{Order, Randomisation, RandomisationResult};
+pub use similarity::{normalise, spearman, ssim};
