@@ -20,7 +20,11 @@ Times, each implementation in a process of its own (so peak memory is its own):
      windows 28 apart), and SmoothGrad over Integrated Gradients (10 samples
      of 20 steps, on --tunnel-images images); the answers checked as in
      tests/methods.rs (relative L2 error; the tunnel, whose noise differs,
-     as SmoothGrad above).
+     as SmoothGrad above);
+  5. deletion and insertion (RISE, 224 pixels a step) of the vanilla
+     gradient's maps on --causal-images images: the crate (batched) against
+     RISE's own evaluation.py loop on PyTorch (scripts/reference_evaluation.py),
+     AUCs checked to agree within 1e-3.
 It prints medians, ratios Rust / reference, peak RSS and GFLOP/s, writes the
 table to crate/benches/results.md, and checks the answers against each other
 (vanilla: relative L2 error <= 1e-4 per image; SmoothGrad, whose noise
@@ -295,6 +299,36 @@ def bench_methods(args, rust_bin):
     return lines, all_ok
 
 
+def bench_causal(args, rust_bin):
+    """Deletion and insertion: the crate against RISE's loop, on the same maps."""
+    import numpy as np
+    res = subprocess.run([str(rust_bin), "--out", str(args.out), "--causal", "--images", str(args.causal_images),
+                          "--device", args.device], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"the Rust bench (causal) failed:\n{res.stderr}")
+    d = args.out / "causal"
+    rust = json.loads((d / "rust.json").read_text())
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "reference_evaluation.py"), "--dir", str(d),
+                    "--weights", os.environ["BENCH_WEIGHTS"]], check=True, capture_output=True)
+    rise = json.loads((d / "rise" / "timing.json").read_text())
+    auc = lambda c: (c.sum(1) - c[:, 0] / 2 - c[:, -1] / 2) / (c.shape[1] - 1)
+    worst = max(float(np.abs(auc(np.load(d / f"rust_{m}.npy").astype(np.float64))
+                              - np.load(d / "rise" / f"{m}_auc.npy")).max()) for m in ("deletion", "insertion"))
+    r, p = rust["deletion"] + rust["insertion"], rise["deletion"] + rise["insertion"]
+    good = worst <= 1e-3
+    lines = [
+        "",
+        f"## Deletion and insertion ({rust['images']} images, the vanilla gradient's maps, 224 pixels a step: "
+        f"225 forward passes per image and metric)",
+        "",
+        "| what | Rust (s) | RISE's evaluation.py on PyTorch (s) | RISE / Rust | AUC agreement |",
+        "|---|---|---|---|---|",
+        f"| deletion + insertion | {r:.2f} | {p:.2f} | **{p / r:.1f}x** | largest difference {worst:.1e} "
+        f"(limit 1e-3){'' if good else ' DISAGREE'} |",
+    ]
+    return lines, good
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -307,6 +341,7 @@ def main():
     ap.add_argument("--methods", default="all", help="the methods to time against Captum: all, none, or a comma-separated list")
     ap.add_argument("--method-images", type=int, default=25)
     ap.add_argument("--tunnel-images", type=int, default=5, help="images for SmoothGrad over Integrated Gradients")
+    ap.add_argument("--causal-images", type=int, default=25, help="images for deletion and insertion (0: skip)")
     ap.add_argument("--rust-bin", type=Path, help="a prebuilt bench example (where there is no Rust toolchain, e.g. a GPU machine)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "bench")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -316,6 +351,7 @@ def main():
         args.sg_images = 5
         args.method_images = 5
         args.tunnel_images = 2
+        args.causal_images = 3
     args.out.mkdir(parents=True, exist_ok=True)
     if args.worker:
         fn = {"lab": worker_lab, "captum-saliency": worker_captum_saliency}.get(args.worker)
@@ -438,6 +474,10 @@ def main():
         method_lines, methods_ok = bench_methods(args, rust_bin)
         lines += method_lines
         ok = ok and methods_ok
+    if args.causal_images > 0:
+        causal_lines, causal_ok = bench_causal(args, rust_bin)
+        lines += causal_lines
+        ok = ok and causal_ok
     table = "\n".join(lines) + "\n"
     print(table)
     dest = ROOT / "crate" / "benches" / ("results.md" if args.device == "cpu" else f"results-{args.device}.md")

@@ -54,7 +54,11 @@ run() {
     export PYTHONPATH=/tmp/site
     local sp
     sp=$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')
-    LD_LIBRARY_PATH=$sp/torch/lib:$(ls -d "$sp"/nvidia/*/lib 2>/dev/null | paste -sd: -)
+    LD_LIBRARY_PATH=$sp/torch/lib
+    local d
+    for d in "$sp"/nvidia/*/lib; do
+        [[ -d "$d" ]] && LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d
+    done
     export LD_LIBRARY_PATH SALIENCY_LAB_MIRROR=$ROOT/.gpu/shared
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     python3 -c 'import torch, captum; print("torch", torch.__version__, "captum", captum.__version__, torch.cuda.get_device_name())'

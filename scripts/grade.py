@@ -282,6 +282,11 @@ def main():
     start = time.time()
     home = Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
     limits, _ = cell_limits(args.master, master, args.cell_timeout, args.timeout, home / "grading")
+    # What every submission's hidden tests compute alike (the reference
+    # SmoothGrad), computed by the first notebook and read by the others
+    # (saliency_lab::grading::cached), fresh for each run.
+    cache = tempfile.TemporaryDirectory(prefix="grading-cache-")
+    os.environ["SALIENCY_LAB_GRADING_CACHE"] = cache.name
     subs = submissions_in(args.submissions)
     # One build folder per worker: worker 0 uses set-up's warmed one, the
     # others a copy of it (two kernels must not build in the same folder).

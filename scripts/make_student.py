@@ -11,8 +11,9 @@ The solution notebook is the single source, in nbgrader's convention:
 This is what `nbgrader generate_assignment` does with nbgrader_config.py's
 settings for the `rust` kernel language; this script needs no nbgrader.
 
-  scripts/make_student.py                       notebooks/homework_smoothgrad.ipynb -> ..._student.ipynb
-  scripts/make_student.py --check               fail if the committed student version is stale
+  scripts/make_student.py                       every notebooks/homework_*.ipynb -> ..._student.ipynb
+  scripts/make_student.py SOLUTION.ipynb        that one
+  scripts/make_student.py --check               fail if a committed student version is stale
 """
 import argparse
 import copy
@@ -22,7 +23,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOLUTION = ROOT / "notebooks" / "homework_smoothgrad.ipynb"
+NOTEBOOKS = ROOT / "notebooks"
 CODE_STUB = "// YOUR CODE HERE\ntodo!()"
 TEXT_STUB = "YOUR ANSWER HERE"
 
@@ -86,18 +87,24 @@ def dumps(nb):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("solution", nargs="?", type=Path, default=SOLUTION)
+    ap.add_argument("solution", nargs="*", type=Path)
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
-    target = args.solution.with_name(args.solution.stem + "_student.ipynb")
-    text = dumps(student_version(json.loads(args.solution.read_text())))
-    if args.check:
-        if not target.exists() or target.read_text() != text:
-            sys.exit(f"{target} is stale: run scripts/make_student.py")
-        print(f"{target.name} is up to date")
-        return
-    target.write_text(text)
-    print(f"wrote {target}")
+    solutions = args.solution or sorted(p for p in NOTEBOOKS.glob("homework_*.ipynb") if not p.stem.endswith("_student"))
+    stale = []
+    for solution in solutions:
+        target = solution.with_name(solution.stem + "_student.ipynb")
+        text = dumps(student_version(json.loads(solution.read_text())))
+        if args.check:
+            if not target.exists() or target.read_text() != text:
+                stale.append(target.name)
+            else:
+                print(f"{target.name} is up to date")
+            continue
+        target.write_text(text)
+        print(f"wrote {target}")
+    if stale:
+        sys.exit(f"stale: {', '.join(stale)}: run scripts/make_student.py")
 
 
 if __name__ == "__main__":

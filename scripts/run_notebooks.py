@@ -40,6 +40,9 @@ EXPECTED_FIGURES = {
     "saliency_lab.ipynb": 10,
     "homework_smoothgrad.ipynb": 4,
     "homework_smoothgrad_student.ipynb": 3,
+    "trust_lab.ipynb": 6,
+    "homework_deletion.ipynb": 0,
+    "homework_deletion_student.ipynb": 0,
 }
 LAB_SCORES = [
     24.1313, 25.1475, 38.8825, 25.4514, 30.2723, 25.4353, 15.6568, 34.9214, 22.9094, 13.7762,

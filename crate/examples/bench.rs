@@ -10,7 +10,11 @@
 //! it computed (`rust_vanilla.npy`, `rust_smoothgrad.npy`) so the script can
 //! check that the fast answer is also the right one. With `--method`, times
 //! one attribution method (with the benchmark's settings, `method()` below)
-//! and writes `DIR/rust_method_NAME.json` and `.npy`.
+//! and writes `DIR/rust_method_NAME.json` and `.npy`. With `--causal`, times
+//! deletion and insertion (RISE's, 224 pixels a step) of the vanilla
+//! gradient's maps on `--images` images, and writes `DIR/causal/` (the
+//! inputs, maps and targets for `scripts/reference_evaluation.py`, the
+//! curves, `rust.json`).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,6 +37,7 @@ struct Args {
     device: Device,
     method: Option<String>,
     images: usize,
+    causal: bool,
 }
 
 fn parse() -> Args {
@@ -45,6 +50,7 @@ fn parse() -> Args {
         device: Device::Cpu,
         method: None,
         images: 25,
+        causal: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
@@ -58,6 +64,7 @@ fn parse() -> Args {
             "--batch" => a.batch = v().parse().unwrap_or(25),
             "--method" => a.method = Some(v()),
             "--images" => a.images = v().parse().unwrap_or(25),
+            "--causal" => a.causal = true,
             "--device" => match saliency_lab::device::parse_device(&v()) {
                 Ok(d) => a.device = d,
                 Err(e) => {
@@ -134,11 +141,42 @@ fn bench_method(args: &Args, name: &str) -> Result<()> {
     std::fs::write(&path, json).map_err(|e| saliency_lab::Error::io(&path, e))
 }
 
+/// Deletion and insertion of the vanilla maps of the first `images` images.
+fn bench_causal(args: &Args) -> Result<()> {
+    use saliency_lab::evaluation::CausalMetric;
+    saliency_lab::keep_freed_memory();
+    let data = load_imagenet_val(assets::data_path()?)?;
+    let model = squeezenet1_1(assets::weights_path()?, args.device)?;
+    let n = args.images.min(data.len()) as i64;
+    let x = preprocess_batch(data.images.view())?.narrow(0, 0, n).to_device(args.device);
+    let targets = &data.labels[..n as usize];
+    let maps = saliency_lab::attribution::max_abs(&vanilla_gradient(&model, &x, targets)?)?;
+    let dir = args.out.join("causal");
+    std::fs::create_dir_all(&dir).map_err(|e| saliency_lab::Error::io(&dir, e))?;
+    write_npy_f32(dir.join("input.npy"), &x)?;
+    write_npy_f32(dir.join("maps.npy"), &maps)?;
+    saliency_lab::convert::write_npy(dir.join("targets.npy"), &ndarray::Array1::from(targets.to_vec()))?;
+    let mut times = Vec::new();
+    for (name, metric) in [("deletion", CausalMetric::deletion()), ("insertion", CausalMetric::insertion())] {
+        let t = Instant::now();
+        let curves = metric.curves(&model, &x, &maps, targets)?;
+        sync(args.device);
+        times.push(format!("\"{name}\": {:.4}", t.elapsed().as_secs_f64()));
+        write_npy_f32(dir.join(format!("rust_{name}.npy")), &curves)?;
+    }
+    let path = dir.join("rust.json");
+    let json = format!("{{{}, \"images\": {n}, \"rss_mib\": {:.1}}}\n", times.join(", "), peak_rss_mib());
+    std::fs::write(&path, json).map_err(|e| saliency_lab::Error::io(&path, e))
+}
+
 fn main() -> Result<()> {
     let args = parse();
     std::fs::create_dir_all(&args.out).map_err(|e| saliency_lab::Error::io(&args.out, e))?;
     if let Some(name) = &args.method {
         return bench_method(&args, name);
+    }
+    if args.causal {
+        return bench_causal(&args);
     }
     saliency_lab::keep_freed_memory();
     let data = load_imagenet_val(assets::data_path()?)?;

@@ -90,6 +90,36 @@ pub fn compare_smoothgrad_maps(reference: &Tensor, student: &Tensor) -> Result<(
     Ok(())
 }
 
+/// A tensor that every submission's hidden test computes the same way (the
+/// reference SmoothGrad, say), computed once per grading run: where
+/// `$SALIENCY_LAB_GRADING_CACHE` is set (`scripts/grade.py` sets it, fresh for
+/// each run), it is kept there as `<key>.npy` by the first notebook and read
+/// by the others; elsewhere it is computed each time.
+///
+/// # Errors
+/// As `compute`, or [`crate::Error::Io`] if the cache cannot be written.
+pub fn cached(key: &str, compute: impl FnOnce() -> crate::Result<Tensor>) -> crate::Result<Tensor> {
+    use ndarray_npy::ReadNpyExt;
+    let Some(dir) = std::env::var_os("SALIENCY_LAB_GRADING_CACHE") else {
+        return compute();
+    };
+    let path = std::path::Path::new(&dir).join(format!("{key}.npy"));
+    if let Ok(f) = std::fs::File::open(&path) {
+        if let Ok(a) = ndarray::ArrayD::<f32>::read_npy(f) {
+            let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
+            let data: Vec<f32> = a.iter().copied().collect();
+            return Ok(Tensor::from_slice(&data).view(shape.as_slice()));
+        }
+    }
+    let t = compute()?;
+    // Written aside, then renamed: a notebook graded beside this one reads
+    // the whole file or none.
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    crate::convert::write_npy_f32(&tmp, &t)?;
+    std::fs::rename(&tmp, &path).map_err(|e| crate::Error::io(&path, e))?;
+    Ok(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,9 @@ fn every_notebook_runs_with_its_figures_and_the_labs_scores() {
         "saliency_lab.ipynb: ok",
         "homework_smoothgrad.ipynb: ok",
         "homework_smoothgrad_student.ipynb: ok",
+        "trust_lab.ipynb: ok",
+        "homework_deletion.ipynb: ok",
+        "homework_deletion_student.ipynb: ok",
     ] {
         assert!(out.contains(nb), "{out}");
     }
@@ -68,10 +71,12 @@ fn every_notebook_runs_with_its_figures_and_the_labs_scores() {
 #[ignore = "needs set-up's Jupyter and Rust kernel (scripts/test runs it)"]
 fn the_homeworks_hints_run_as_written() {
     let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut c = script("run_notebooks.py");
-    c.arg("--hints").arg(repo_root().join("notebooks/homework_smoothgrad_student.ipynb"));
-    let out = run(c);
-    assert!(out.contains("2 hint block(s) run, no errors"), "{out}");
+    for (nb, blocks) in [("homework_smoothgrad_student", 2), ("homework_deletion_student", 1)] {
+        let mut c = script("run_notebooks.py");
+        c.arg("--hints").arg(repo_root().join(format!("notebooks/{nb}.ipynb")));
+        let out = run(c);
+        assert!(out.contains(&format!("{blocks} hint block(s) run, no errors")), "{out}");
+    }
 }
 
 #[test]
@@ -98,6 +103,11 @@ fn student_version_is_generated_from_the_solution() {
     }
     let last_test = student.rfind("\"grade_id\": \"test_").unwrap();
     assert!(after > last_test, "the after-you-submit part comes after the last test");
+    let deletion =
+        std::fs::read_to_string(repo_root().join("notebooks/homework_deletion_student.ipynb")).unwrap();
+    assert!(!deletion.contains("BEGIN SOLUTION") && !deletion.contains("HIDDEN TESTS"));
+    assert!(!deletion.contains("order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));\\n    let steps"));
+    assert_eq!(deletion.matches("todo!()\\n").count(), 3);
 }
 
 fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
@@ -197,6 +207,73 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
     assert!(fb("two_rows_figure").contains("a grid of 3 rows of 5 panels"));
     // A line per notebook, with what is left.
     assert!(out.contains("16/16 graded, 0 left"), "{out}");
+}
+
+#[test]
+#[ignore = "needs set-up's Jupyter and Rust kernel (scripts/test runs it)"]
+fn grading_the_deletion_homework() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("grading-deletion");
+    let mut c = script("grade.py");
+    c.arg(repo_root().join("crate/tests/submissions_deletion"))
+        .arg("--master")
+        .arg(repo_root().join("notebooks/homework_deletion.ipynb"))
+        .arg("--out")
+        .arg(dir.join("grades.csv"))
+        .arg("--feedback")
+        .arg(dir.join("feedback"));
+    let out = run(c);
+    let rows = read_csv(&dir.join("grades.csv"));
+    const TESTS: [&str; 5] = [
+        "test_curve_shape",
+        "test_curve_toy",
+        "test_curve_reference",
+        "test_auc",
+        "test_compare",
+    ];
+    let expected: [(&str, &str, &[&str]); 8] = [
+        ("correct", "5", &[]),
+        ("batched", "5", &[]),
+        (
+            "ascending",
+            "2",
+            &["test_curve_toy", "test_curve_reference", "test_compare"],
+        ),
+        (
+            "logits",
+            "1",
+            &["test_curve_shape", "test_curve_toy", "test_curve_reference", "test_compare"],
+        ),
+        (
+            "mean_substrate",
+            "1",
+            &["test_curve_shape", "test_curve_toy", "test_curve_reference", "test_compare"],
+        ),
+        (
+            "record_after",
+            "1",
+            &["test_curve_shape", "test_curve_toy", "test_curve_reference", "test_compare"],
+        ),
+        ("auc_no_ends", "3", &["test_auc", "test_compare"]),
+        (
+            "panics",
+            "1",
+            &["test_curve_shape", "test_curve_toy", "test_curve_reference", "test_compare"],
+        ),
+    ];
+    assert_eq!(rows.len(), expected.len(), "{out}");
+    for (student, total, fails) in expected {
+        let row = rows
+            .iter()
+            .find(|r| r["student"] == student)
+            .unwrap_or_else(|| panic!("no row for {student}"));
+        assert_eq!(row["total"], total, "{student}: {row:?}");
+        for t in TESTS {
+            assert_eq!(row[t] == "0", fails.contains(&t), "{student} {t}: {row:?}");
+        }
+    }
+    let fb = std::fs::read_to_string(dir.join("feedback/ascending.txt")).unwrap();
+    assert!(fb.contains("most important pixels first"), "{fb}");
 }
 
 #[test]

@@ -10,6 +10,8 @@
 //! | histograms of saliency values (1000 bins, density) | [`histogram`] |
 //! | the homework's 3 x 5 figure (inputs, maps, averaged map) | [`homework_grid`] |
 //! | images (rows) against attribution methods (columns), a scale per method | [`methods_grid`] |
+//! | the maps as the model's layers are randomised, a row per method | [`randomisation_grid`] |
+//! | curves: deletion and insertion, Spearman per layer, convergence | [`LineChart`] |
 //!
 //! Beyond the lab: colour bars in the map's units and one colour scale shared
 //! by several maps ([`Grid::with_colorbar`], [`Scale::Shared`]), and maps
@@ -19,11 +21,13 @@ mod colormap;
 mod figure;
 mod grid;
 mod hist;
+mod lines;
 
 pub use colormap::{Colormap, Rgb};
 pub use figure::{Figure, PanelInfo, PanelKind};
 pub use grid::{map_array, Grid, Panel, Scale};
 pub use hist::{density, histogram};
+pub use lines::{LineChart, Series};
 
 use ndarray::{ArrayView4, Axis};
 use tch::Tensor;
@@ -194,6 +198,48 @@ pub fn methods_grid<S: AsRef<str>>(
         for (j, ((name, _), maps)) in methods.iter().zip(&clipped).enumerate() {
             let title = if i == 0 { name.as_str() } else { "" };
             g = g.with_panel(i, j + 1, Panel::map(&maps.get(i as i64), Colormap::Hot, title)?);
+        }
+    }
+    g.render()
+}
+
+/// Model randomisation, seen: for image `index`, a row per method with the
+/// trained model's map, then the map after each step of the randomisation
+/// (titled with the layer randomised, from the top), each map on its own
+/// scale (the randomised maps' magnitudes differ by orders); the image
+/// first.
+///
+/// # Errors
+/// [`Error::Shape`] if `index` is outside the maps, or the methods were run
+/// over different layers.
+pub fn randomisation_grid(
+    image: ndarray::ArrayView3<'_, u8>,
+    title: &str,
+    methods: &[(&str, &crate::evaluation::RandomisationResult)],
+    index: usize,
+) -> Result<Figure> {
+    let Some((_, first)) = methods.first() else {
+        return Err(Error::shape("randomisation_grid", "at least one method", "none"));
+    };
+    let cols = first.layers.len() + 2;
+    let mut g = Grid::new(methods.len(), cols).with_cell_size(120);
+    for (r, (name, res)) in methods.iter().enumerate() {
+        if res.layers != first.layers {
+            return Err(Error::shape(
+                "randomisation_grid",
+                format!("the layers {:?}", first.layers),
+                format!("{:?} ({name})", res.layers),
+            ));
+        }
+        let n = res.original.size()[0] as usize;
+        if index >= n {
+            return Err(Error::shape("randomisation_grid", format!("an image index below {n}"), index.to_string()));
+        }
+        g = g.with_panel(r, 0, Panel::image(image, if r == 0 { title } else { "" }));
+        g = g.with_panel(r, 1, Panel::map(&res.original.get(index as i64), Colormap::Hot, format!("{name}: trained"))?);
+        for (k, layer) in res.layers.iter().enumerate() {
+            let t = if r == 0 { format!("→ {layer}") } else { String::new() };
+            g = g.with_panel(r, k + 2, Panel::map(&res.maps[k].get(index as i64), Colormap::Hot, t)?);
         }
     }
     g.render()
