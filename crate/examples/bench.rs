@@ -23,8 +23,8 @@ use saliency_lab::attribution::{
     by_name, smoothgrad, vanilla_gradient, IntegratedGradients, Method, NoiseGenerator,
     NoiseSamples, NoiseTunnel, Occlusion, SmoothGradConfig,
 };
-use saliency_lab::model::Layout;
 use saliency_lab::convert::write_npy_f32;
+use saliency_lab::model::Layout;
 use saliency_lab::{assets, load_imagenet_val, preprocess_batch, squeezenet1_1, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -148,16 +148,24 @@ fn bench_causal(args: &Args) -> Result<()> {
     let data = load_imagenet_val(assets::data_path()?)?;
     let model = squeezenet1_1(assets::weights_path()?, args.device)?;
     let n = args.images.min(data.len()) as i64;
-    let x = preprocess_batch(data.images.view())?.narrow(0, 0, n).to_device(args.device);
+    let x = preprocess_batch(data.images.view())?
+        .narrow(0, 0, n)
+        .to_device(args.device);
     let targets = &data.labels[..n as usize];
     let maps = saliency_lab::attribution::max_abs(&vanilla_gradient(&model, &x, targets)?)?;
     let dir = args.out.join("causal");
     std::fs::create_dir_all(&dir).map_err(|e| saliency_lab::Error::io(&dir, e))?;
     write_npy_f32(dir.join("input.npy"), &x)?;
     write_npy_f32(dir.join("maps.npy"), &maps)?;
-    saliency_lab::convert::write_npy(dir.join("targets.npy"), &ndarray::Array1::from(targets.to_vec()))?;
+    saliency_lab::convert::write_npy(
+        dir.join("targets.npy"),
+        &ndarray::Array1::from(targets.to_vec()),
+    )?;
     let mut times = Vec::new();
-    for (name, metric) in [("deletion", CausalMetric::deletion()), ("insertion", CausalMetric::insertion())] {
+    for (name, metric) in [
+        ("deletion", CausalMetric::deletion()),
+        ("insertion", CausalMetric::insertion()),
+    ] {
         let t = Instant::now();
         let curves = metric.curves(&model, &x, &maps, targets)?;
         sync(args.device);
@@ -165,7 +173,11 @@ fn bench_causal(args: &Args) -> Result<()> {
         write_npy_f32(dir.join(format!("rust_{name}.npy")), &curves)?;
     }
     let path = dir.join("rust.json");
-    let json = format!("{{{}, \"images\": {n}, \"rss_mib\": {:.1}}}\n", times.join(", "), peak_rss_mib());
+    let json = format!(
+        "{{{}, \"images\": {n}, \"rss_mib\": {:.1}}}\n",
+        times.join(", "),
+        peak_rss_mib()
+    );
     std::fs::write(&path, json).map_err(|e| saliency_lab::Error::io(&path, e))
 }
 

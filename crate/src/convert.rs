@@ -151,7 +151,11 @@ impl Formatter {
             width: 1,
         };
         if !float {
-            f.width = values.iter().map(|v| format!("{}", *v as i64).len()).max().unwrap_or(1);
+            f.width = values
+                .iter()
+                .map(|v| format!("{}", *v as i64).len())
+                .max()
+                .unwrap_or(1);
             return f;
         }
         let nonzero: Vec<f64> = values
@@ -196,7 +200,11 @@ impl Formatter {
         } else {
             format!("{v:.4}")
         };
-        let s = if v.is_nan() || v.is_infinite() { python_special(v) } else { s };
+        let s = if v.is_nan() || v.is_infinite() {
+            python_special(v)
+        } else {
+            s
+        };
         format!("{s:>width$}", width = self.width)
     }
 }
@@ -220,7 +228,11 @@ fn sci(v: f64) -> String {
     let s = format!("{v:.4e}");
     let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    format!("{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    format!(
+        "{mantissa}e{}{:02}",
+        if exp < 0 { '-' } else { '+' },
+        exp.abs()
+    )
 }
 
 /// PyTorch's `_tensor_str_with_formatter` over the flat values of `shape`.
@@ -250,7 +262,11 @@ fn tensor_str(
         return;
     }
     let stride: usize = shape[1..].iter().product();
-    let sep = format!(",{}{}", "\n".repeat(shape.len() - 1), " ".repeat(indent + 1));
+    let sep = format!(
+        ",{}{}",
+        "\n".repeat(shape.len() - 1),
+        " ".repeat(indent + 1)
+    );
     out.push('[');
     for (k, i) in shown_indices(n, summarize).into_iter().enumerate() {
         if k > 0 {

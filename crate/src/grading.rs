@@ -76,7 +76,7 @@ pub fn compare_smoothgrad_maps(reference: &Tensor, student: &Tensor) -> Result<(
         let ratio =
             student.get(i).norm().double_value(&[]) / reference.get(i).norm().double_value(&[]);
         // NaN (a map of zeros or NaN) fails both tests.
-        if !(corr > 0.9) {
+        if corr.is_nan() || corr <= 0.9 {
             return Err(format!(
                 "image {i}: the map's structure differs from SmoothGrad's (block correlation {corr:.2})"
             ));

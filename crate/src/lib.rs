@@ -111,9 +111,9 @@ pub mod prelude {
         NoiseTunnel, Occlusion, Rule, SmoothGradConfig, Vanilla, LAB_SIGMAS,
     };
     pub use crate::convert::pretty;
+    pub use crate::model::Network;
     pub use crate::plot::{self, Colormap, Figure, Grid, Panel, Scale};
     pub use crate::transforms::{stack_images, IMAGE_SIZE};
-    pub use crate::model::Network;
     pub use crate::{
         assets, best_device, blur_image, deprocess, gather_scores, load_imagenet_val, preprocess,
         preprocess_batch, rescale, squeezenet1_1, top1, Error, ImagenetVal, Model, Result,

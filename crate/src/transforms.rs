@@ -6,6 +6,7 @@ use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
+use crate::support::check_finite;
 
 /// SqueezeNet's (torchvision's ImageNet) per-channel mean, RGB.
 pub const SQUEEZENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -136,28 +137,6 @@ fn tensor_to_array3_u8(t: &Tensor) -> Result<Array3<u8>> {
     t.f_copy_data(&mut data, t.numel())?;
     Array3::from_shape_vec((s[0], s[1], s[2]), data)
         .map_err(|e| Error::shape("tensor to array", "[H, W, C]", e.to_string()))
-}
-
-pub(crate) fn check_finite(op: &'static str, x: &Tensor) -> Result<()> {
-    if x.numel() == 0 {
-        return Err(Error::shape(
-            op,
-            "a non-empty tensor",
-            format!("{:?}", x.size()),
-        ));
-    }
-    if x.is_floating_point() {
-        let bad = x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
-        if bad > 0 {
-            return Err(Error::parameter(
-                op,
-                "input",
-                format!("{bad} NaN/inf value(s)"),
-                "inputs must be finite",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The 1-D Gaussian kernel of scipy's `gaussian_filter1d` (order 0): radius

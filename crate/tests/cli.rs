@@ -248,21 +248,56 @@ fn every_method_writes_its_attribution() {
         ("guided-backprop", &[][..], 3, false),
         ("grad-cam", &["--layer", "features.9"][..], 1, false),
         ("guided-grad-cam", &[][..], 3, false),
-        ("occlusion", &["--window", "112", "--stride", "112"][..], 3, false),
+        (
+            "occlusion",
+            &["--window", "112", "--stride", "112"][..],
+            3,
+            false,
+        ),
         ("smoothgrad", &["--samples", "2"][..], 3, true),
-        ("input-x-gradient", &["--tunnel", "vargrad", "--samples", "2"][..], 3, false),
+        (
+            "input-x-gradient",
+            &["--tunnel", "vargrad", "--samples", "2"][..],
+            3,
+            false,
+        ),
     ] {
         let dir = out_dir(&format!("m-{method}-{}", extra.len()));
-        let mut argv = vec!["--image", s(&a), s(&b), "--method", method, "--device", "cpu"];
+        let mut argv = vec![
+            "--image",
+            s(&a),
+            s(&b),
+            "--method",
+            method,
+            "--device",
+            "cpu",
+        ];
         argv.extend_from_slice(extra);
         argv.extend_from_slice(&["--out", s(&dir)]);
         let out = maps(&argv);
         assert!(out.status.success(), "{method} {extra:?}");
-        assert_eq!(npy::<f32>(&dir, "attr.npy").shape(), &[2, channels, 224, 224], "{method}");
-        assert_eq!(npy::<f32>(&dir, "maxabs.npy").shape(), &[2, 224, 224], "{method}");
+        assert_eq!(
+            npy::<f32>(&dir, "attr.npy").shape(),
+            &[2, channels, 224, 224],
+            "{method}"
+        );
+        assert_eq!(
+            npy::<f32>(&dir, "maxabs.npy").shape(),
+            &[2, 224, 224],
+            "{method}"
+        );
         assert_eq!(dir.join("grad.npy").exists(), grad, "{method} {extra:?}");
     }
-    let out = maps(&["--image", s(&a), "--method", "blur-average", "--tunnel", "smoothgrad", "--out", s(&out_dir("bad"))]);
+    let out = maps(&[
+        "--image",
+        s(&a),
+        "--method",
+        "blur-average",
+        "--tunnel",
+        "smoothgrad",
+        "--out",
+        s(&out_dir("bad")),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tunnel"));
 }
@@ -282,20 +317,46 @@ fn methods_on_image_files_equal_captums() {
         ("guided-backprop", &[], "gbp", REL_TOL),
         ("grad-cam", &[], "gradcam", REL_TOL),
         ("guided-grad-cam", &[], "ggc", REL_TOL),
-        ("occlusion", &["--window", "56", "--stride", "28", "--batch", "16"], "occlusion", REL_TOL),
+        (
+            "occlusion",
+            &["--window", "56", "--stride", "28", "--batch", "16"],
+            "occlusion",
+            REL_TOL,
+        ),
         // The default NHWC path: float order at flat regions (tests/methods.rs).
         ("integrated-gradients", &[], "ig", 1e-2),
     ];
     for (method, extra, name, tol) in cases {
         let dir = out_dir(&format!("captum-{method}"));
-        let mut argv = vec!["--image", s(&a), s(&b), "--method", method, "--device", "cpu", "--save-input"];
+        let mut argv = vec![
+            "--image",
+            s(&a),
+            s(&b),
+            "--method",
+            method,
+            "--device",
+            "cpu",
+            "--save-input",
+        ];
         argv.extend_from_slice(extra);
         argv.extend_from_slice(&["--out", s(&dir)]);
         assert!(maps(&argv).status.success(), "{method}");
         let status = Command::new(python())
             .arg(repo_root().join("scripts/reference_methods.py"))
-            .args(["--inputs", s(&dir.join("input.npy")), "--targets", s(&dir.join("targets.npy"))])
-            .args(["--weights", s(&weights), "--out", s(&dir.join("captum")), "--methods", name])
+            .args([
+                "--inputs",
+                s(&dir.join("input.npy")),
+                "--targets",
+                s(&dir.join("targets.npy")),
+            ])
+            .args([
+                "--weights",
+                s(&weights),
+                "--out",
+                s(&dir.join("captum")),
+                "--methods",
+                name,
+            ])
             .status()
             .unwrap();
         assert!(status.success(), "reference_methods.py {name}");

@@ -346,7 +346,10 @@ fn methods_compared_on_five_images() {
     let model = model();
     let methods: Vec<Box<dyn Method>> = vec![
         Box::new(Vanilla),
-        Box::new(NoiseTunnel::new(Vanilla, SmoothGradConfig::default().with_samples(20))),
+        Box::new(NoiseTunnel::new(
+            Vanilla,
+            SmoothGradConfig::default().with_samples(20),
+        )),
         Box::new(InputXGradient),
         Box::new(IntegratedGradients::default().with_steps(20)),
         Box::new(GuidedBackprop),
@@ -368,7 +371,11 @@ fn methods_compared_on_five_images() {
     // titled on the first row.
     assert_eq!(fig.grid(), Some((5, 9)));
     for p in fig.panels() {
-        let kind = if p.col == 0 { PanelKind::Image } else { PanelKind::Map };
+        let kind = if p.col == 0 {
+            PanelKind::Image
+        } else {
+            PanelKind::Map
+        };
         assert_eq!((p.kind, p.size), (kind, 160), "{p:?}");
     }
     assert_eq!(fig.panel(0, 6).unwrap().title, "grad-cam");
@@ -377,7 +384,14 @@ fn methods_compared_on_five_images() {
     for c in 1..9 {
         let (first, last) = (fig.panel(0, c).unwrap(), fig.panel(4, c).unwrap());
         let bar_x = first.x + first.size + 6 + 7;
-        assert_eq!(fig.pixel(bar_x, first.y + 1).unwrap(), [255, 255, 255], "column {c}: bar top");
-        assert!(is_dark(fig.pixel(bar_x, last.y + last.size - 2).unwrap()), "column {c}: bar bottom");
+        assert_eq!(
+            fig.pixel(bar_x, first.y + 1).unwrap(),
+            [255, 255, 255],
+            "column {c}: bar top"
+        );
+        assert!(
+            is_dark(fig.pixel(bar_x, last.y + last.size - 2).unwrap()),
+            "column {c}: bar bottom"
+        );
     }
 }

@@ -73,7 +73,9 @@ fn integrated_gradients_rules_and_baselines_equal_captums() {
         (Rule::RiemannMiddle, "ig_riemann_middle"),
         (Rule::RiemannTrapezoid, "ig_riemann_trapezoid"),
     ] {
-        let ig = IntegratedGradients::default().with_steps(16).with_rule(rule);
+        let ig = IntegratedGradients::default()
+            .with_steps(16)
+            .with_rule(rule);
         agrees(&ig.clone().with_layout(Layout::Contiguous), name, 5);
         agrees_within(&ig, name, 5, IG_NHWC_TOL);
     }
@@ -94,7 +96,11 @@ fn guided_backprop_equals_captums() {
 #[ignore = "needs the venv's Python with Captum (scripts/test runs it)"]
 fn grad_cam_equals_captums_at_two_layers() {
     agrees(&GradCam::default(), "gradcam", 25);
-    agrees(&GradCam::default().with_layer("features.9"), "gradcam_f9", 5);
+    agrees(
+        &GradCam::default().with_layer("features.9"),
+        "gradcam_f9",
+        5,
+    );
 }
 
 #[test]
@@ -111,7 +117,11 @@ fn occlusion_equals_captums() {
         "occlusion",
         25,
     );
-    agrees(&Occlusion::default().with_baseline(0.5), "occlusion_default", 1);
+    agrees(
+        &Occlusion::default().with_baseline(0.5),
+        "occlusion_default",
+        1,
+    );
 }
 
 /// Every method, each estimator of the tunnel over it: the identities
@@ -132,10 +142,14 @@ fn the_tunnel_over_each_method_keeps_its_identities() {
     ];
     for m in methods {
         let name = m.name();
-        let cfg = SmoothGradConfig::default().with_samples(3).with_batch_size(2);
+        let cfg = SmoothGradConfig::default()
+            .with_samples(3)
+            .with_batch_size(2);
         let tunnel = NoiseTunnel::new(m, cfg.clone());
         let sg = tunnel.estimate(&model, &x, &y).unwrap();
-        let identity = (&sg.mean_square - sg.mean.square() - &sg.variance).abs().max();
+        let identity = (&sg.mean_square - sg.mean.square() - &sg.variance)
+            .abs()
+            .max();
         let scale = sg.mean_square.abs().max().double_value(&[]);
         assert!(
             identity.double_value(&[]) <= 1e-4 * scale,
@@ -146,9 +160,18 @@ fn the_tunnel_over_each_method_keeps_its_identities() {
         let still = quiet.estimate(&model, &x, &y).unwrap();
         let plain = tunnel.method.attribute(&model, &x, &y).unwrap().values;
         let err = max_rel_error(&array(&still.mean), &array(&plain));
-        assert!(err <= REL_TOL, "{name}: noise 0 differs from the method by {err:.1e}");
-        assert!(still.variance.abs().max().double_value(&[]) <= 1e-6 * scale.max(1e-12), "{name}");
-        assert_eq!(tunnel.name(), format!("smoothgrad({name})").replace("smoothgrad(vanilla)", "smoothgrad"));
+        assert!(
+            err <= REL_TOL,
+            "{name}: noise 0 differs from the method by {err:.1e}"
+        );
+        assert!(
+            still.variance.abs().max().double_value(&[]) <= 1e-6 * scale.max(1e-12),
+            "{name}"
+        );
+        assert_eq!(
+            tunnel.name(),
+            format!("smoothgrad({name})").replace("smoothgrad(vanilla)", "smoothgrad")
+        );
     }
 }
 
@@ -166,7 +189,10 @@ fn methods_that_look_inside_need_the_crates_layers() {
         Box::new(GuidedGradCam::default()),
     ] {
         let msg = m.attribute(&tch_net, &x, &y).unwrap_err().to_string();
-        assert!(msg.contains("opaque tch module") && msg.contains("Model::from_layers"), "{msg}");
+        assert!(
+            msg.contains("opaque tch module") && msg.contains("Model::from_layers"),
+            "{msg}"
+        );
     }
     assert!(Vanilla.attribute(&tch_net, &x, &y).is_ok());
     let msg = GradCam::default()
@@ -183,7 +209,10 @@ fn a_network_of_the_crates_layers_can_be_looked_inside() {
     use saliency_lab::model::layers::{Conv2d, Flatten, GlobalAvgPool, Linear, Relu, Sequential};
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let net = Sequential::new()
-        .add("conv", Conv2d::new(vs.root() / "conv", 3, 8, 3, Default::default()))
+        .add(
+            "conv",
+            Conv2d::new(vs.root() / "conv", 3, 8, 3, Default::default()),
+        )
         .add("relu", Relu)
         .add("pool", GlobalAvgPool)
         .add("flat", Flatten)
@@ -192,7 +221,10 @@ fn a_network_of_the_crates_layers_can_be_looked_inside() {
     let x = Tensor::randn([2, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu));
     let gbp = GuidedBackprop.attribute(&model, &x, &[0, 3]).unwrap();
     assert_eq!(gbp.values.size(), [2, 3, 16, 16]);
-    let cam = GradCam::default().with_layer("relu").attribute(&model, &x, &[1, 2]).unwrap();
+    let cam = GradCam::default()
+        .with_layer("relu")
+        .attribute(&model, &x, &[1, 2])
+        .unwrap();
     assert_eq!(cam.values.size(), [2, 1, 16, 16]);
     assert!(cam.values.min().double_value(&[]) >= 0.0);
 }
@@ -204,21 +236,30 @@ fn degenerate_maps_are_flagged() {
     use saliency_lab::attribution::WarningKind;
     // Scores [1, c]: c times the mean of the image, and a constant class 1.
     let net = tch::nn::func_t(|xs, _| {
-        let m = xs.mean_dim([1i64, 2, 3].as_slice(), false, tch::Kind::Float).unsqueeze(1);
+        let m = xs
+            .mean_dim([1i64, 2, 3].as_slice(), false, tch::Kind::Float)
+            .unsqueeze(1);
         Tensor::cat(&[&m * 2.0, m.zeros_like() + 1.0], 1)
     });
     let x = Tensor::ones([2, 3, 8, 8], (tch::Kind::Float, tch::Device::Cpu));
     let a = Vanilla.attribute(&net, &x, &[0, 1]).unwrap();
     assert_eq!(a.warnings.len(), 1);
-    assert_eq!((a.warnings[0].image, &a.warnings[0].kind), (1, &WarningKind::AllZero));
-    assert!(a.warnings[0].to_string().contains("image 1: the map is all zeros"));
+    assert_eq!(
+        (a.warnings[0].image, &a.warnings[0].kind),
+        (1, &WarningKind::AllZero)
+    );
+    assert!(a.warnings[0]
+        .to_string()
+        .contains("image 1: the map is all zeros"));
     // Grad-CAM for a class the last layer argues against: the layer's
     // output is positive, the class's weights negative.
     use saliency_lab::model::layers::{Flatten, GlobalAvgPool, Linear, Relu, Sequential};
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let fc = Linear::new(vs.root() / "fc", 3, 2);
     tch::no_grad(|| {
-        let _ = fc.0.ws.shallow_clone().copy_(&Tensor::from_slice(&[1.0f32, 1.0, 1.0, -1.0, -1.0, -1.0]).view([2, 3]));
+        fc.0.ws
+            .shallow_clone()
+            .copy_(&Tensor::from_slice(&[1.0f32, 1.0, 1.0, -1.0, -1.0, -1.0]).view([2, 3]));
     });
     let net = Sequential::new()
         .add("relu", Relu)
@@ -226,7 +267,13 @@ fn degenerate_maps_are_flagged() {
         .add("flat", Flatten)
         .add("fc", fc);
     let model = saliency_lab::Model::from_layers(vs, Box::new(net), "against");
-    let cam = GradCam::default().with_layer("relu").attribute(&model, &x, &[0, 1]).unwrap();
+    let cam = GradCam::default()
+        .with_layer("relu")
+        .attribute(&model, &x, &[0, 1])
+        .unwrap();
     assert_eq!(cam.warnings.len(), 1, "{:?}", cam.warnings);
-    assert_eq!((cam.warnings[0].image, &cam.warnings[0].kind), (1, &WarningKind::ReluRemovedAll));
+    assert_eq!(
+        (cam.warnings[0].image, &cam.warnings[0].kind),
+        (1, &WarningKind::ReluRemovedAll)
+    );
 }

@@ -195,10 +195,25 @@ fn blur_average_equals_the_labs_sample_answer() {
 #[ignore = "needs the venv's Python with torch (scripts/test runs it)"]
 fn pretty_prints_as_pytorch_prints() {
     for name in [
-        "scores", "scores_y", "saliency_max", "saliency", "labels", "small", "tiny", "wide",
-        "whole", "whole_wide", "huge", "zeros", "special", "row", "long_row", "cube",
+        "scores",
+        "scores_y",
+        "saliency_max",
+        "saliency",
+        "labels",
+        "small",
+        "tiny",
+        "wide",
+        "whole",
+        "whole_wide",
+        "huge",
+        "zeros",
+        "special",
+        "row",
+        "long_row",
+        "cube",
     ] {
-        let want = std::fs::read_to_string(reference_dir().join(format!("print_{name}.txt"))).unwrap();
+        let want =
+            std::fs::read_to_string(reference_dir().join(format!("print_{name}.txt"))).unwrap();
         let path = reference_dir().join(format!("print_{name}.npy"));
         let t = if name == "labels" {
             let a = read_npy::<i64>(&path);

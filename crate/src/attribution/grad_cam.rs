@@ -117,7 +117,9 @@ impl GradCam {
             let logits = traced_logits(OP, net, &layout.apply(x), &mut pass, layout)?;
             let a = pass
                 .captured()
-                .ok_or_else(|| Error::parameter(OP, "layer", &self.layer, "the pass never reached it"))?
+                .ok_or_else(|| {
+                    Error::parameter(OP, "layer", &self.layer, "the pass never reached it")
+                })?
                 .shallow_clone();
             if a.dim() != 4 {
                 return Err(Error::shape(

@@ -26,10 +26,11 @@ pub struct GuidedBackprop;
 pub(crate) fn opaque(op: &'static str) -> Error {
     Error::Unsupported {
         op,
-        needs: "this method looks inside the network (its ReLUs, a named layer), and this one is an \
+        needs:
+            "this method looks inside the network (its ReLUs, a named layer), and this one is an \
                 opaque tch module: use squeezenet1_1, or build the network from \
                 saliency_lab::model::layers and wrap it with Model::from_layers"
-            .into(),
+                .into(),
     }
 }
 

@@ -390,7 +390,11 @@ mod tests {
         // F(x) = sum(3 x): IG = (x - b) * 3 * (the weights' sum), which is 1
         // but for Captum's trapezoid rule: (n - 1) / n, its end weights halved
         // and not renormalised.
-        let net = tch::nn::func_t(|xs, _| (xs * 3.0).sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float).unsqueeze(1));
+        let net = tch::nn::func_t(|xs, _| {
+            (xs * 3.0)
+                .sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)
+                .unsqueeze(1)
+        });
         let x = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.25]).view([1, 1, 2, 2]);
         for (rule, sum) in [
             (Rule::GaussLegendre, 1.0),
@@ -400,10 +404,7 @@ mod tests {
             let ig = IntegratedGradients::default().with_steps(7).with_rule(rule);
             let a = ig.attribute(&net, &x, &[0]).unwrap().values;
             let want = &x * (3.0 * sum);
-            assert!(
-                (a - want).abs().max().double_value(&[]) < 1e-5,
-                "{rule:?}"
-            );
+            assert!((a - want).abs().max().double_value(&[]) < 1e-5, "{rule:?}");
         }
     }
 }

@@ -74,7 +74,8 @@ pub const METHODS: [&str; 10] = [
 /// # Errors
 /// [`crate::Error::Parameter`] for another name, listing the names.
 pub fn by_name(name: &str) -> Result<Box<dyn Method>> {
-    let tunnel = |e| Box::new(NoiseTunnel::new(Vanilla, SmoothGradConfig::default()).with_estimator(e));
+    let tunnel =
+        |e| Box::new(NoiseTunnel::new(Vanilla, SmoothGradConfig::default()).with_estimator(e));
     Ok(match name {
         "vanilla" => Box::new(Vanilla),
         "input-x-gradient" => Box::new(InputXGradient),
@@ -273,48 +274,40 @@ fn gradient(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64]) ->
 /// The gradient of class `target`'s score with respect to each of a batch of
 /// copies of one image, laid out as `layout` and scored one class alone
 /// ([`Network::class_score`]); the class already checked.
-fn copies_gradient(net: &dyn Network, copies: &Tensor, target: i64, layout: Layout) -> Result<Tensor> {
+fn copies_gradient(
+    net: &dyn Network,
+    copies: &Tensor,
+    target: i64,
+    layout: Layout,
+) -> Result<Tensor> {
     let batch = layout.apply(copies);
     input_gradient(&batch, |input| {
         Ok(catch_libtorch(input, || net.class_score(input, target, layout))?.sum(Kind::Float))
     })
 }
 
-/// A method behind a reference is the method.
-impl<M: Method + ?Sized> Method for &M {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-    fn validate(&self) -> Result<()> {
-        (**self).validate()
-    }
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        (**self).attribute(net, x, targets)
-    }
-    fn passes_per_image(&self) -> usize {
-        (**self).passes_per_image()
-    }
-    fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
-        (**self).attribute_copies(net, copies, target)
-    }
+/// A method behind a reference, or in a box (so that a method chosen at run
+/// time goes in a [`NoiseTunnel`]), is the method.
+macro_rules! delegate_method {
+    ($($pointer:ty),*) => {$(
+        impl<M: Method + ?Sized> Method for $pointer {
+            fn name(&self) -> String {
+                (**self).name()
+            }
+            fn validate(&self) -> Result<()> {
+                (**self).validate()
+            }
+            fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+                (**self).attribute(net, x, targets)
+            }
+            fn passes_per_image(&self) -> usize {
+                (**self).passes_per_image()
+            }
+            fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
+                (**self).attribute_copies(net, copies, target)
+            }
+        }
+    )*};
 }
 
-/// A boxed method is the method (so a method chosen at run time goes in a
-/// [`NoiseTunnel`]).
-impl<M: Method + ?Sized> Method for Box<M> {
-    fn name(&self) -> String {
-        (**self).name()
-    }
-    fn validate(&self) -> Result<()> {
-        (**self).validate()
-    }
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        (**self).attribute(net, x, targets)
-    }
-    fn passes_per_image(&self) -> usize {
-        (**self).passes_per_image()
-    }
-    fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
-        (**self).attribute_copies(net, copies, target)
-    }
-}
+delegate_method!(&M, Box<M>);

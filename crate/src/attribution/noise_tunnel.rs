@@ -14,7 +14,9 @@
 use tch::Tensor;
 
 use super::smoothgrad::Moments;
-use super::{check_classes, check_input, Attributions, Method, NoiseSamples, SmoothGrad, SmoothGradConfig};
+use super::{
+    check_classes, check_input, Attributions, Method, NoiseSamples, SmoothGrad, SmoothGradConfig,
+};
 use crate::error::Result;
 use crate::model::Network;
 
@@ -116,7 +118,9 @@ impl<M: Method> NoiseTunnel<M> {
                         .attribute(net, &batch.contiguous(), &vec![target; k])?
                         .values
                 };
-                moments.get_or_insert_with(|| Moments::new(&g.narrow(0, 0, 1))).add(&g);
+                moments
+                    .get_or_insert_with(|| Moments::new(&g.narrow(0, 0, 1)))
+                    .add(&g);
                 done += k;
             }
             let m = moments.expect("at least one sample (the config is validated)");

@@ -95,7 +95,11 @@ impl Method for Occlusion {
             return bad("window", self.window, "must be at least 1");
         }
         if self.stride < 1 || self.stride > self.window {
-            return bad("stride", self.stride, "must be in 1..=window (no pixel left out)");
+            return bad(
+                "stride",
+                self.stride,
+                "must be in 1..=window (no pixel left out)",
+            );
         }
         if self.batch_size == 0 {
             return bad("batch_size", 0, "must be at least 1");
@@ -136,7 +140,9 @@ impl Method for Occlusion {
         let mut out = Vec::with_capacity(targets.len());
         for (i, &target) in targets.iter().enumerate() {
             let image = x.narrow(0, i as i64, 1);
-            let clean = catch_libtorch(&image, || net.class_score(&layout.apply(&image), target, layout))?;
+            let clean = catch_libtorch(&image, || {
+                net.class_score(&layout.apply(&image), target, layout)
+            })?;
             let total = Tensor::zeros([1, 1, h, w], (Kind::Float, x.device()));
             let count = Tensor::zeros([1, 1, h, w], (Kind::Float, x.device()));
             for chunk in windows.chunks(self.batch_size) {
@@ -154,7 +160,10 @@ impl Method for Occlusion {
                 let drops = Vec::<f32>::try_from((&clean - scores).to_device(tch::Device::Cpu))?;
                 for (&(r, c), d) in chunk.iter().zip(drops) {
                     let (wr, wc) = (self.window.min(h - r), self.window.min(w - c));
-                    let _ = total.narrow(2, r, wr).narrow(3, c, wc).g_add_scalar_(f64::from(d));
+                    let _ = total
+                        .narrow(2, r, wr)
+                        .narrow(3, c, wc)
+                        .g_add_scalar_(f64::from(d));
                     let _ = count.narrow(2, r, wr).narrow(3, c, wc).g_add_scalar_(1.0);
                 }
             }
@@ -175,7 +184,10 @@ mod tests {
         let o = Occlusion::default();
         let s = o.starts(224);
         assert_eq!((s.len(), s[27]), (28, 216));
-        assert_eq!(Occlusion::default().with_window(4).with_stride(4).starts(8), [0, 4]);
+        assert_eq!(
+            Occlusion::default().with_window(4).with_stride(4).starts(8),
+            [0, 4]
+        );
         assert!(o.clone().with_stride(16).validate().is_err());
     }
 
@@ -191,6 +203,9 @@ mod tests {
             .attribute(&net, &x, &[0])
             .unwrap()
             .values;
-        assert_eq!(Vec::<f32>::try_from(a.flatten(0, -1)).unwrap(), [2.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(a.flatten(0, -1)).unwrap(),
+            [2.0, 0.0, 0.0, 0.0]
+        );
     }
 }

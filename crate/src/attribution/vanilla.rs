@@ -61,6 +61,10 @@ impl Method for Vanilla {
 /// assert_eq!(grad.size(), [25, 3, 224, 224]);
 /// # Ok::<(), saliency_lab::Error>(())
 /// ```
-pub fn vanilla_gradient<N: Network + ?Sized>(net: &N, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
+pub fn vanilla_gradient<N: Network + ?Sized>(
+    net: &N,
+    x: &Tensor,
+    targets: &[i64],
+) -> Result<Tensor> {
     Ok(Vanilla.attribute(&net, x, targets)?.values)
 }

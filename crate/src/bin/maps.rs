@@ -150,7 +150,12 @@ struct MethodArgs {
 /// average, and the controls: random, centre, edges), written as .npy files;
 /// `maps evaluate` checks them (deletion, insertion, model randomisation).
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -458,7 +463,12 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
         (None | Some("top1"), _) => (saliency_lab::top1(&p.scores)?, "top1".to_string()),
         (Some(class), _) => {
             let t: i64 = class.parse().map_err(|_| {
-                Error::parameter("maps evaluate", "--target", class, "expected label, top1 or a class number")
+                Error::parameter(
+                    "maps evaluate",
+                    "--target",
+                    class,
+                    "expected label, top1 or a class number",
+                )
             })?;
             (vec![t; n], format!("class {t}"))
         }
@@ -482,7 +492,12 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
                 let bar = progress(n, file);
                 let mut curves = Vec::new();
                 for i in 0..n as i64 {
-                    curves.push(m.curves(&p.model, &p.x.narrow(0, i, 1), &maps.narrow(0, i, 1), &targets[i as usize..=i as usize])?);
+                    curves.push(m.curves(
+                        &p.model,
+                        &p.x.narrow(0, i, 1),
+                        &maps.narrow(0, i, 1),
+                        &targets[i as usize..=i as usize],
+                    )?);
                     bar.inc(1);
                 }
                 bar.finish_and_clear();
@@ -497,7 +512,11 @@ fn evaluate(args: &EvaluateArgs) -> Result<()> {
                 };
                 let layers = p.model.weight_layers().len();
                 let bar = progress(layers, "randomisation (layers)");
-                let r = Randomisation { order, seed: args.common.params.seed }.run_with_progress(
+                let r = Randomisation {
+                    order,
+                    seed: args.common.params.seed,
+                }
+                .run_with_progress(
                     &p.model,
                     method.as_ref(),
                     &p.x,
@@ -571,7 +590,12 @@ impl Report {
     }
 
     fn json(&self) -> String {
-        let list = |v: &[f64]| format!("[{}]", v.iter().map(|&x| num(x)).collect::<Vec<_>>().join(", "));
+        let list = |v: &[f64]| {
+            format!(
+                "[{}]",
+                v.iter().map(|&x| num(x)).collect::<Vec<_>>().join(", ")
+            )
+        };
         let mut images = Vec::new();
         for (i, t) in self.targets.iter().enumerate() {
             let mut fields = vec![format!("\"index\": {i}"), format!("\"class\": {t}")];
@@ -605,7 +629,11 @@ impl Report {
         let layers = self.randomisation.as_ref().map_or(String::new(), |r| {
             format!(
                 ",\n  \"layers\": [{}]",
-                r.layers.iter().map(|l| format!("\"{l}\"")).collect::<Vec<_>>().join(", ")
+                r.layers
+                    .iter()
+                    .map(|l| format!("\"{l}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         });
         format!(
@@ -618,17 +646,33 @@ impl Report {
     }
 
     fn table(&self) -> String {
-        let mut t = format!("{} ({} images, target: {})\n", self.method, self.targets.len(), self.target);
+        let mut t = format!(
+            "{} ({} images, target: {})\n",
+            self.method,
+            self.targets.len(),
+            self.target
+        );
         for (name, a) in &self.aucs {
-            let better = if *name == "deletion" { "lower is better" } else { "higher is better" };
+            let better = if *name == "deletion" {
+                "lower is better"
+            } else {
+                "higher is better"
+            };
             t.push_str(&format!("  {name} AUC: mean {:.4} ({better})\n", mean(a)));
         }
         if let Some(r) = &self.randomisation {
             use saliency_lab::evaluation::RandomisationResult as R;
-            let (a, s, q) = (R::means(&r.spearman_abs), R::means(&r.spearman_signed), R::means(&r.ssim));
+            let (a, s, q) = (
+                R::means(&r.spearman_abs),
+                R::means(&r.spearman_signed),
+                R::means(&r.ssim),
+            );
             t.push_str("  randomised up to   Spearman |map|   Spearman map   SSIM\n");
             for (k, layer) in r.layers.iter().enumerate() {
-                t.push_str(&format!("  {layer:<16} {:>14.3} {:>14.3} {:>6.3}\n", a[k], s[k], q[k]));
+                t.push_str(&format!(
+                    "  {layer:<16} {:>14.3} {:>14.3} {:>6.3}\n",
+                    a[k], s[k], q[k]
+                ));
             }
         }
         t
@@ -664,7 +708,11 @@ fn attribute(
     let mut parts = Vec::new();
     for start in (0..n).step_by(per_call) {
         let k = per_call.min(n - start);
-        let a = method.attribute(model, &x.narrow(0, start as i64, k as i64), &targets[start..start + k])?;
+        let a = method.attribute(
+            model,
+            &x.narrow(0, start as i64, k as i64),
+            &targets[start..start + k],
+        )?;
         for w in a.warnings {
             let w = attribution::Warning {
                 image: start + w.image,

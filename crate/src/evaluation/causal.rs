@@ -139,7 +139,9 @@ impl CausalMetric {
         crate::support::check_count(OP, n, targets)?;
         match net.num_classes() {
             Some(c) => check_classes(OP, targets, c)?,
-            None => crate::support::check_targets(&crate::model::class_scores(net, x)?, targets, OP)?,
+            None => {
+                crate::support::check_targets(&crate::model::class_scores(net, x)?, targets, OP)?
+            }
         }
         let _guard = tch::no_grad_guard();
         let layout = net.copy_layout();
@@ -158,16 +160,21 @@ impl CausalMetric {
                 Causal::Deletion => (image, sub),
                 Causal::Insertion => (sub, image),
             };
-            let rank = pixel_ranks(&maps.get(i))?.to_device(x.device()).view([1, 1, h, w]);
+            let rank = pixel_ranks(&maps.get(i))?
+                .to_device(x.device())
+                .view([1, 1, h, w]);
             let mut scores = Vec::with_capacity(steps + 1);
             for first in (0..=steps).step_by(self.batch_size) {
                 let k = self.batch_size.min(steps + 1 - first);
                 // Image j of the sequence has its first j * step pixels moved.
                 let moved: Vec<i64> = (first..first + k).map(|j| (j * self.step) as i64).collect();
-                let moved = Tensor::from_slice(&moved).to_device(x.device()).view([-1, 1, 1, 1]);
+                let moved = Tensor::from_slice(&moved)
+                    .to_device(x.device())
+                    .view([-1, 1, 1, 1]);
                 let mask = rank.lt_tensor(&moved); // [k, 1, H, W]
                 let batch = finish.where_self(&mask, &start);
-                let logits = catch_libtorch(&batch, || net.logits_in(&layout.apply(&batch), layout))?;
+                let logits =
+                    catch_libtorch(&batch, || net.logits_in(&layout.apply(&batch), layout))?;
                 scores.push(
                     logits
                         .softmax(1, Kind::Float)
@@ -184,7 +191,12 @@ impl CausalMetric {
 /// the most important. Descending values; among equal values the later
 /// pixel first (`np.flip` of a stable ascending `argsort`).
 fn pixel_ranks(map: &Tensor) -> Result<Tensor> {
-    let v = Vec::<f32>::try_from(map.detach().to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
+    let v = Vec::<f32>::try_from(
+        map.detach()
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .flatten(0, -1),
+    )?;
     let mut order: Vec<usize> = (0..v.len()).collect();
     // Stable ascending, then reversed.
     order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
@@ -197,7 +209,6 @@ fn pixel_ranks(map: &Tensor) -> Result<Tensor> {
 
 /// RISE's `gkern(11, 5)`: scipy's `gaussian_filter` (sigma 5, reflect mode)
 /// of an 11 x 11 delta, in single precision.
-#[must_use]
 pub fn rise_kernel() -> Tensor {
     let mut delta = ndarray::Array3::<f64>::zeros((11, 11, 1));
     delta[[5, 5, 0]] = 1.0;
@@ -217,7 +228,7 @@ pub fn rise_blur(x: &Tensor) -> Result<Tensor> {
     let k = rise_kernel().to_device(x.device());
     let kern = Tensor::zeros([c, c, 11, 11], (Kind::Float, x.device()));
     for i in 0..c {
-        let _ = kern.get(i).get(i).copy_(&k);
+        kern.get(i).get(i).copy_(&k);
     }
     Ok(x.f_conv2d(&kern, None::<Tensor>, [1, 1], [5, 5], [1, 1], 1)?)
 }
@@ -240,10 +251,18 @@ pub fn auc(curve: &[f32]) -> f64 {
 /// [`Error::Shape`] if `curves` is not 2-D.
 pub fn aucs(curves: &Tensor) -> Result<Vec<f64>> {
     if curves.dim() != 2 {
-        return Err(Error::shape("aucs", "curves [N, S]", format!("{:?}", curves.size())));
+        return Err(Error::shape(
+            "aucs",
+            "curves [N, S]",
+            format!("{:?}", curves.size()),
+        ));
     }
     (0..curves.size()[0])
-        .map(|i| Ok(auc(&Vec::<f32>::try_from(curves.get(i).to_kind(Kind::Float))?)))
+        .map(|i| {
+            Ok(auc(&Vec::<f32>::try_from(
+                curves.get(i).to_kind(Kind::Float),
+            )?))
+        })
         .collect()
 }
 
@@ -260,7 +279,10 @@ mod tests {
     #[test]
     fn ranks_put_the_largest_first_and_later_ties_first() {
         let r = pixel_ranks(&Tensor::from_slice(&[0.5f32, 2.0, 0.5, 1.0]).view([2, 2])).unwrap();
-        assert_eq!(Vec::<i64>::try_from(r.flatten(0, -1)).unwrap(), [3, 0, 2, 1]);
+        assert_eq!(
+            Vec::<i64>::try_from(r.flatten(0, -1)).unwrap(),
+            [3, 0, 2, 1]
+        );
     }
 
     #[test]

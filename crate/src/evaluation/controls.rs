@@ -45,7 +45,9 @@ impl Method for RandomMap {
                 Tensor::from_slice(&v).view([1, 1, h, w])
             })
             .collect();
-        Ok(Attributions::checked(Tensor::cat(&maps, 0).to_device(x.device())))
+        Ok(Attributions::checked(
+            Tensor::cat(&maps, 0).to_device(x.device()),
+        ))
     }
 }
 
@@ -73,7 +75,12 @@ impl Method for CentreGaussian {
         if self.sigma.is_finite() && self.sigma > 0.0 {
             Ok(())
         } else {
-            Err(Error::parameter("CentreGaussian", "sigma", self.sigma, "must be positive"))
+            Err(Error::parameter(
+                "CentreGaussian",
+                "sigma",
+                self.sigma,
+                "must be positive",
+            ))
         }
     }
 
@@ -86,7 +93,9 @@ impl Method for CentreGaussian {
         let xs = Tensor::arange(w, opts) - (w - 1) as f64 / 2.0;
         let r2 = ys.square().view([h, 1]) + xs.square().view([1, w]);
         let map = (r2 / (-2.0 * sigma * sigma)).exp();
-        Ok(Attributions::checked(map.view([1, 1, h, w]).repeat([n, 1, 1, 1])))
+        Ok(Attributions::checked(
+            map.view([1, 1, h, w]).repeat([n, 1, 1, 1]),
+        ))
     }
 }
 
@@ -104,7 +113,9 @@ impl Method for Edges {
 
     fn attribute(&self, _net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
         let _ = check("edges", x, targets)?;
-        let gray = x.mean_dim(1, true, Kind::Float).replication_pad2d([1, 1, 1, 1]);
+        let gray = x
+            .mean_dim(1, true, Kind::Float)
+            .replication_pad2d([1, 1, 1, 1]);
         let gx = Tensor::from_slice(&[-1.0f32, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0])
             .to_device(x.device())
             .view([1, 1, 3, 3]);
@@ -134,14 +145,20 @@ mod tests {
         }
         // A vertical step edge: Sobel finds it, and nothing on the flat sides.
         let step = Tensor::cat(
-            &[Tensor::zeros([1, 3, 6, 3], (Kind::Float, Device::Cpu)), Tensor::ones([1, 3, 6, 3], (Kind::Float, Device::Cpu))],
+            &[
+                Tensor::zeros([1, 3, 6, 3], (Kind::Float, Device::Cpu)),
+                Tensor::ones([1, 3, 6, 3], (Kind::Float, Device::Cpu)),
+            ],
             3,
         );
         let e = Edges.attribute(&net, &step, &[0]).unwrap().values;
         assert_eq!(e.double_value(&[0, 0, 3, 0]), 0.0);
         assert_eq!(e.double_value(&[0, 0, 3, 2]), 4.0); // 1 + 2 + 1 across the step
-        // The centre Gaussian peaks in the middle.
-        let g = CentreGaussian::default().attribute(&net, &x, &[0, 1]).unwrap().values;
+                                                        // The centre Gaussian peaks in the middle.
+        let g = CentreGaussian::default()
+            .attribute(&net, &x, &[0, 1])
+            .unwrap()
+            .values;
         assert!(g.double_value(&[0, 0, 4, 5]) > g.double_value(&[0, 0, 0, 0]));
     }
 }

@@ -29,9 +29,16 @@ pub fn tunnel_convergence<M: Method + Clone>(
         .map(|&n| {
             let map = |samples: usize, seed: u64| -> Result<Tensor> {
                 let cfg = config.clone().with_samples(samples).with_seed(seed);
-                max_abs(&NoiseTunnel::new(method.clone(), cfg).estimate(net, x, targets)?.mean)
+                max_abs(
+                    &NoiseTunnel::new(method.clone(), cfg)
+                        .estimate(net, x, targets)?
+                        .mean,
+                )
             };
-            let (a, b) = (map(n, config.seed)?, map(2 * n, config.seed.wrapping_add(1))?);
+            let (a, b) = (
+                map(n, config.seed)?,
+                map(2 * n, config.seed.wrapping_add(1))?,
+            );
             (0..targets.len() as i64)
                 .map(|i| spearman(&a.get(i), &b.get(i)))
                 .collect()

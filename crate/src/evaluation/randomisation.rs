@@ -148,16 +148,21 @@ impl Randomisation {
             if self.order == Order::Independent {
                 guard.all()?;
             }
-            guard
-                .saved
-                .push(model.reinitialise(std::slice::from_ref(layer), self.seed.wrapping_add(k as u64))?);
+            guard.saved.push(model.reinitialise(
+                std::slice::from_ref(layer),
+                self.seed.wrapping_add(k as u64),
+            )?);
             let (abs, signed) = summaries(&method.attribute(model, x, targets)?.values)?;
             let n = targets.len() as i64;
             let mut row = (Vec::new(), Vec::new(), Vec::new());
             for i in 0..n {
                 row.0.push(spearman(&orig_abs.get(i), &abs.get(i))?);
                 row.1.push(spearman(&orig_signed.get(i), &signed.get(i))?);
-                row.2.push(ssim(&normalise(&orig_abs.get(i)), &normalise(&abs.get(i)), 1.0)?);
+                row.2.push(ssim(
+                    &normalise(&orig_abs.get(i)),
+                    &normalise(&abs.get(i)),
+                    1.0,
+                )?);
             }
             out.spearman_abs.push(row.0);
             out.spearman_signed.push(row.1);

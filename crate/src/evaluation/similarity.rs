@@ -15,7 +15,11 @@ fn values(op: &'static str, t: &Tensor) -> Result<Vec<f64>> {
             .flatten(0, -1),
     )?;
     if v.is_empty() {
-        return Err(Error::shape(op, "a non-empty map", format!("{:?}", t.size())));
+        return Err(Error::shape(
+            op,
+            "a non-empty map",
+            format!("{:?}", t.size()),
+        ));
     }
     Ok(v)
 }
@@ -74,7 +78,6 @@ pub fn spearman(a: &Tensor, b: &Tensor) -> Result<f64> {
 /// A map rescaled to `[0, 1]` (minus its minimum, over its range; a
 /// constant map gives zeros), in double precision: how maps are put on one
 /// footing before [`ssim`] (as Adebayo et al.'s code does).
-#[must_use]
 pub fn normalise(map: &Tensor) -> Tensor {
     let m = map.detach().to_device(Device::Cpu).to_kind(Kind::Double);
     let (lo, hi) = (m.min(), m.max());

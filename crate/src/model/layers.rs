@@ -432,7 +432,11 @@ mod tests {
         net.layer_names("", &mut names);
         assert_eq!(names, ["0", "1", "2"]);
         let mut pass = Pass::new().capture("1");
-        let y = net.forward(&Tensor::ones([4, 2], (Kind::Float, Device::Cpu)), &mut pass, "");
+        let y = net.forward(
+            &Tensor::ones([4, 2], (Kind::Float, Device::Cpu)),
+            &mut pass,
+            "",
+        );
         let a = pass.captured().unwrap();
         assert_eq!(a.size(), [4, 3]);
         let g = Tensor::f_run_backward(&[y.sum(Kind::Float)], &[a], false, false).unwrap();

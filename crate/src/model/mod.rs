@@ -165,11 +165,15 @@ impl Network for Model {
     fn target_scores(&self, x: &Tensor, targets: &[i64]) -> Tensor {
         match &self.net {
             Net::Layers(net) => net.target_scores(x, targets).unwrap_or_else(|| {
-                let index = Tensor::from_slice(targets).to_device(x.device()).view([-1, 1]);
+                let index = Tensor::from_slice(targets)
+                    .to_device(x.device())
+                    .view([-1, 1]);
                 self.net.logits(x).gather(1, &index, false).view([-1])
             }),
             Net::Module(net) => {
-                let index = Tensor::from_slice(targets).to_device(x.device()).view([-1, 1]);
+                let index = Tensor::from_slice(targets)
+                    .to_device(x.device())
+                    .view([-1, 1]);
                 net.forward_t(x, false).gather(1, &index, false).view([-1])
             }
         }
@@ -217,11 +221,7 @@ impl Model {
     /// Wraps a network built from the crate's [`layers`] on `vs` (frozen);
     /// every method can look inside it.
     #[must_use]
-    pub fn from_layers(
-        mut vs: nn::VarStore,
-        net: Box<dyn Layer>,
-        name: impl Into<String>,
-    ) -> Self {
+    pub fn from_layers(mut vs: nn::VarStore, net: Box<dyn Layer>, name: impl Into<String>) -> Self {
         vs.freeze();
         Model {
             vs,
@@ -274,7 +274,10 @@ impl Model {
             // Else numbers in names compare as numbers (features.10 after features.9).
             let natural: Vec<(String, u64)> = l
                 .split('.')
-                .map(|p| p.parse::<u64>().map_or((p.to_string(), 0), |v| (String::new(), v)))
+                .map(|p| {
+                    p.parse::<u64>()
+                        .map_or((p.to_string(), 0), |v| (String::new(), v))
+                })
                 .collect();
             (pos, natural)
         };
@@ -314,21 +317,28 @@ impl Model {
             let size = var.size();
             let count = var.numel();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))));
+            rng.set_stream(
+                name.bytes()
+                    .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+            );
             let values: Vec<f32> = match (self.init)(&name) {
                 Init::Zeros => vec![0.0; count],
                 Init::Normal(std) => {
-                    let d = Normal::new(0.0, std as f32).map_err(|e| Error::parameter("Init", "std", std, e.to_string()))?;
+                    let d = Normal::new(0.0, std as f32)
+                        .map_err(|e| Error::parameter("Init", "std", std, e.to_string()))?;
                     (0..count).map(|_| d.sample(&mut rng)).collect()
                 }
                 Init::KaimingUniform => {
                     let fan_in: i64 = size.iter().skip(1).product::<i64>().max(1);
                     let bound = (6.0 / fan_in as f64).sqrt() as f32;
-                    let d = Uniform::new(-bound, bound).map_err(|e| Error::parameter("Init", "bound", bound, e.to_string()))?;
+                    let d = Uniform::new(-bound, bound)
+                        .map_err(|e| Error::parameter("Init", "bound", bound, e.to_string()))?;
                     (0..count).map(|_| d.sample(&mut rng)).collect()
                 }
             };
-            let fresh = Tensor::from_slice(&values).view(size.as_slice()).to_device(var.device());
+            let fresh = Tensor::from_slice(&values)
+                .view(size.as_slice())
+                .to_device(var.device());
             saved.push((name.clone(), var.copy()));
             self.set_variable(&name, &fresh)?;
         }
@@ -395,7 +405,10 @@ impl Model {
     pub fn warm_up(&self, batch: i64) -> Result<()> {
         let x = Tensor::zeros([batch, 3, 224, 224], (Kind::Float, self.device()));
         let targets = vec![0; batch as usize];
-        let _grad = crate::attribution::vanilla_gradient(self, &x, &targets)?;
+        // What the vanilla gradient runs: each image's class score, backwards.
+        let _grad = crate::support::input_gradient(&x, |input| {
+            Ok(catch_libtorch(input, || self.target_scores(input, &targets))?.sum(Kind::Float))
+        })?;
         if self.copy_layout() != Layout::Contiguous {
             let layout = self.copy_layout();
             let copies = layout.apply(&x);

@@ -67,7 +67,9 @@ pub trait Network {
     /// from the logits; a network can compute each image's class alone. The
     /// targets are already checked.
     fn target_scores(&self, x: &Tensor, targets: &[i64]) -> Tensor {
-        let index = Tensor::from_slice(targets).to_device(x.device()).view([-1, 1]);
+        let index = Tensor::from_slice(targets)
+            .to_device(x.device())
+            .view([-1, 1]);
         self.logits(x).gather(1, &index, false).view([-1])
     }
 
@@ -100,7 +102,6 @@ pub enum Layout {
 
 impl Layout {
     /// `x` (4-D) in this layout, copied only if it is not already.
-    #[must_use]
     pub fn apply(self, x: &Tensor) -> Tensor {
         match self {
             Layout::Contiguous => x.contiguous(),
@@ -179,4 +180,3 @@ impl Network for nn::Sequential {
         self.forward(x)
     }
 }
-

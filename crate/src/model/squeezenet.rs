@@ -99,7 +99,13 @@ impl SqueezeNet11 {
 
     /// torchvision's order, through `pass`, each layer named.
     fn forward_traced(&self, xs: &Tensor, pass: &mut Pass, name: &str) -> Tensor {
-        let n = |s: &str| if name.is_empty() { s.to_string() } else { format!("{name}.{s}") };
+        let n = |s: &str| {
+            if name.is_empty() {
+                s.to_string()
+            } else {
+                format!("{name}.{s}")
+            }
+        };
         let mut x = pass.layer(&n("features.0"), xs.apply(&self.conv1));
         x = pass.relu(&x);
         x = pass.layer(&n("features.1"), x);
@@ -138,7 +144,14 @@ impl Layer for SqueezeNet11 {
     fn forward(&self, xs: &Tensor, pass: &mut Pass, name: &str) -> Tensor {
         if pass.is_plain() {
             let features = self.features(xs, pass);
-            let x = features.conv2d(&self.classifier.ws, self.classifier.bs.as_ref(), [1, 1], [0, 0], [1, 1], 1);
+            let x = features.conv2d(
+                &self.classifier.ws,
+                self.classifier.bs.as_ref(),
+                [1, 1],
+                [0, 0],
+                [1, 1],
+                1,
+            );
             pass.relu(&x).adaptive_avg_pool2d([1, 1]).flatten(1, -1)
         } else {
             self.forward_traced(xs, pass, name)
@@ -173,7 +186,11 @@ impl Layer for SqueezeNet11 {
     }
 
     fn layer_names(&self, name: &str, out: &mut Vec<String>) {
-        let prefix = if name.is_empty() { String::new() } else { format!("{name}.") };
+        let prefix = if name.is_empty() {
+            String::new()
+        } else {
+            format!("{name}.")
+        };
         out.extend((0..=12).map(|i| format!("{prefix}features.{i}")));
         out.extend((0..=3).map(|i| format!("{prefix}classifier.{i}")));
     }

@@ -236,7 +236,8 @@ impl Grid {
     fn range_of(&self, map: ArrayView2<'_, f32>, cmap: Colormap, col: usize) -> (f32, f32) {
         match self.scale {
             Scale::PerColumn => value_range(
-                (0..self.rows).filter_map(|r| self.panels[r * self.cols + col].values().map(|v| v.0)),
+                (0..self.rows)
+                    .filter_map(|r| self.panels[r * self.cols + col].values().map(|v| v.0)),
                 cmap,
             ),
             Scale::Fixed(lo, hi) => (lo, hi),

@@ -50,7 +50,11 @@ impl Series {
         let n = (ys.len().max(2) - 1) as f64;
         Series {
             name: name.into(),
-            points: ys.iter().enumerate().map(|(i, &y)| (i as f64 / n, y)).collect(),
+            points: ys
+                .iter()
+                .enumerate()
+                .map(|(i, &y)| (i as f64 / n, y))
+                .collect(),
             dashed: false,
         }
     }
@@ -147,7 +151,12 @@ impl LineChart {
             .iter()
             .flat_map(|s| s.points.iter())
             .filter(|(x, y)| x.is_finite() && y.is_finite());
-        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
         for &(x, y) in finite {
             (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
         }
@@ -219,7 +228,9 @@ impl LineChart {
                 drawn
                     .map_err(|e| err(&e))?
                     .label(&s.name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+                    });
             }
             chart
                 .configure_series_labels()

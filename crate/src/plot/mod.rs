@@ -189,7 +189,9 @@ pub fn methods_grid<S: AsRef<str>>(
         .iter()
         .map(|(_, maps)| {
             let maps = maps.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
-            let top = maps.flatten(0, -1).quantile_scalar(0.995, None, false, "linear");
+            let top = maps
+                .flatten(0, -1)
+                .quantile_scalar(0.995, None, false, "linear");
             maps.minimum(&top)
         })
         .collect();
@@ -197,7 +199,11 @@ pub fn methods_grid<S: AsRef<str>>(
         g = g.with_panel(i, 0, Panel::image(img, titles[i].as_ref()));
         for (j, ((name, _), maps)) in methods.iter().zip(&clipped).enumerate() {
             let title = if i == 0 { name.as_str() } else { "" };
-            g = g.with_panel(i, j + 1, Panel::map(&maps.get(i as i64), Colormap::Hot, title)?);
+            g = g.with_panel(
+                i,
+                j + 1,
+                Panel::map(&maps.get(i as i64), Colormap::Hot, title)?,
+            );
         }
     }
     g.render()
@@ -219,7 +225,11 @@ pub fn randomisation_grid(
     index: usize,
 ) -> Result<Figure> {
     let Some((_, first)) = methods.first() else {
-        return Err(Error::shape("randomisation_grid", "at least one method", "none"));
+        return Err(Error::shape(
+            "randomisation_grid",
+            "at least one method",
+            "none",
+        ));
     };
     let cols = first.layers.len() + 2;
     let mut g = Grid::new(methods.len(), cols).with_cell_size(120);
@@ -233,13 +243,33 @@ pub fn randomisation_grid(
         }
         let n = res.original.size()[0] as usize;
         if index >= n {
-            return Err(Error::shape("randomisation_grid", format!("an image index below {n}"), index.to_string()));
+            return Err(Error::shape(
+                "randomisation_grid",
+                format!("an image index below {n}"),
+                index.to_string(),
+            ));
         }
         g = g.with_panel(r, 0, Panel::image(image, if r == 0 { title } else { "" }));
-        g = g.with_panel(r, 1, Panel::map(&res.original.get(index as i64), Colormap::Hot, format!("{name}: trained"))?);
+        g = g.with_panel(
+            r,
+            1,
+            Panel::map(
+                &res.original.get(index as i64),
+                Colormap::Hot,
+                format!("{name}: trained"),
+            )?,
+        );
         for (k, layer) in res.layers.iter().enumerate() {
-            let t = if r == 0 { format!("→ {layer}") } else { String::new() };
-            g = g.with_panel(r, k + 2, Panel::map(&res.maps[k].get(index as i64), Colormap::Hot, t)?);
+            let t = if r == 0 {
+                format!("→ {layer}")
+            } else {
+                String::new()
+            };
+            g = g.with_panel(
+                r,
+                k + 2,
+                Panel::map(&res.maps[k].get(index as i64), Colormap::Hot, t)?,
+            );
         }
     }
     g.render()
