@@ -175,7 +175,7 @@ def run_one(master_path, submission_path, result_path, limits):
     Path(result_path).write_text(json.dumps({"tests": results, "timed_out": timed_out, "timing": timing}))
 
 
-def grade(master_path, submission, limits, total_timeout, tmpdir=None):
+def grade(master_path, submission, limits, total_timeout, tmpdir=None, threads=None):
     """Grades one submission in a child process; returns (status, tests, note, timing)."""
     try:
         json.loads(submission.read_text())
@@ -190,6 +190,12 @@ def grade(master_path, submission, limits, total_timeout, tmpdir=None):
         env = dict(os.environ)
         if tmpdir:
             env["SALIENCY_LAB_EVCXR_TMPDIR"] = str(tmpdir)  # the kernel's own build folder
+        if threads:
+            # Kernels side by side each get their share of the cores: libtorch's
+            # OpenMP threads, more of them than cores, spin against each other
+            # (measured here: the deletion homework's comparison cell, 15 s alone,
+            # did not finish in 170 s with two kernels of two threads each).
+            env["OMP_NUM_THREADS"] = str(threads)
         proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         try:
             _, stderr = proc.communicate(timeout=total_timeout)
@@ -292,6 +298,7 @@ def main():
     # others a copy of it (two kernels must not build in the same folder).
     jobs = max(1, min(args.jobs, len(subs)))
     tmpdirs = [None] + [copy_build_folder(home, k) for k in range(1, jobs)]
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     free = list(tmpdirs)
     results = [None] * len(subs)
     done = 0
@@ -302,7 +309,7 @@ def main():
         tmpdir = free.pop()
         t0 = time.time()
         try:
-            status, res, note, _ = grade(args.master, path, limits, args.timeout, tmpdir)
+            status, res, note, _ = grade(args.master, path, limits, args.timeout, tmpdir, threads)
         finally:
             free.append(tmpdir)
         total, text = feedback_text(name, tests, res, status, note)

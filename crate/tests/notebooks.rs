@@ -276,16 +276,10 @@ fn grading_the_deletion_homework() {
                 "test_compare",
             ],
         ),
-        (
-            "mean_substrate",
-            "1",
-            &[
-                "test_curve_shape",
-                "test_curve_toy",
-                "test_curve_reference",
-                "test_compare",
-            ],
-        ),
+        // The image's own mean as the substrate: on the real images that mean
+        // is near the normalised zero, so the curve on one image stays within
+        // the tolerance; the toy model and the comparison's AUC see it.
+        ("mean_substrate", "3", &["test_curve_toy", "test_compare"]),
         (
             "record_after",
             "1",
