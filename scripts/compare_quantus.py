@@ -9,7 +9,7 @@ randomisation` on the npz (maxabs.npy, deletion.npy, targets.npy,
 randomisation.csv). Two comparisons:
 
   PixelFlipping   Quantus's deletion: the same maps (broadcast over the three
-                  channels), 3 x 224 features a step (224 pixels), baseline 0
+                  channels), 224 features a step (224 pixels of the map), baseline 0
                   (of the normalised tensor), no normalisation, softmax. Quantus
                   records after each step, RISE before: its curve is the
                   crate's without its first value. Compared value by value.
@@ -50,7 +50,7 @@ def main():
     model = load_model(args.weights)
 
     ours = np.load(os.path.join(args.dir, "deletion.npy"))
-    pf = quantus.PixelFlipping(features_in_step=3 * 224, perturb_baseline=0.0, normalise=False, abs=False,
+    pf = quantus.PixelFlipping(features_in_step=224, perturb_baseline=0.0, normalise=False, abs=False,
                                disable_warnings=True, display_progressbar=False)
     theirs = np.array(pf(model=model, x_batch=x, y_batch=targets, a_batch=maps[:, None], device="cpu",
                          softmax=True))

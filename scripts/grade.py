@@ -212,14 +212,31 @@ def grade(master_path, submission, limits, total_timeout, tmpdir=None, threads=N
         return ("timeout" if out["timed_out"] else "ok"), out["tests"], note, out.get("timing", {})
 
 
+def timing_file(master_path, state_dir=None):
+    """Where the solution's per-cell timing is kept: one file per version of
+    the solution notebook (its bytes' digest)."""
+    if state_dir is None:
+        home = Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
+        state_dir = home / "grading"
+    digest = hashlib.sha256(Path(master_path).read_bytes()).hexdigest()[:16]
+    return Path(state_dir) / f"solution-timing-{digest}.json"
+
+
+def save_timing(master_path, timing, state_dir=None):
+    """Keeps the solution's timing {grade_id: seconds} for the cells' limits
+    (scripts/run_notebooks.py saves it too when it runs a solution cleanly)."""
+    path = timing_file(master_path, state_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(timing))
+
+
 def cell_limits(master_path, master, cell_timeout, total_timeout, state_dir):
     """Per-cell time limits: --cell-timeout for every cell, or 10x the
     solution's own time per cell (at least 30 s), the solution being run once
     (and its timing kept in state_dir for the same solution next time)."""
     if cell_timeout:
         return {"cells": {}, "other": cell_timeout}, None
-    digest = hashlib.sha256(Path(master_path).read_bytes()).hexdigest()[:16]
-    cache = Path(state_dir) / f"solution-timing-{digest}.json"
+    cache = timing_file(master_path, state_dir)
     timing = json.loads(cache.read_text()) if cache.exists() else None
     if timing is None:
         print("timing the solution once, for the cells' time limits ...", flush=True)
@@ -227,8 +244,7 @@ def cell_limits(master_path, master, cell_timeout, total_timeout, state_dir):
         failed = [gid for gid, r in tests.items() if not r["passed"]]
         if status != "ok" or failed:
             sys.exit(f"the solution itself does not pass ({status}; {note}; failed: {failed}): fix it first")
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(timing))
+        save_timing(master_path, timing, state_dir)
     limit = lambda t: max(30.0, 10.0 * t)
     cells = {gid: limit(t) for gid, t in timing.items()}
     return {"cells": cells, "other": limit(max(timing.values(), default=3.0))}, timing

@@ -9,6 +9,9 @@
                                            as a student would try them; fail on any error
   scripts/run_notebooks.py NOTEBOOK...     only these
 
+Notebooks run two side by side on two cores or more (--jobs), each kernel with
+its share of libtorch's threads and its own copy of evcxr's build folder.
+
 Each executed notebook keeps nbclient's per-cell timing; a table of the
 slowest cells and the `:dep` cell is printed and written to report/timing.md.
 Run through scripts/env.sh (scripts/lab --headless does).
@@ -169,6 +172,64 @@ def timing_table(executed, walls):
     return "\n".join(rows)
 
 
+# Started first when notebooks run side by side: the longest one.
+SLOWEST_FIRST = ["trust_lab.ipynb"]
+
+
+def run_all(paths, timeout, jobs):
+    """Executes the notebooks, `jobs` side by side, and returns (path,
+    executed notebook or None, seconds) in the order of `paths`. Side by side,
+    each kernel runs in a child process with its share of libtorch's threads
+    (more threads than cores spin against each other) and its own copy of
+    evcxr's warmed build folder (two kernels must not build in one folder)."""
+    if jobs == 1:
+        return [(p, *execute(p, EXECUTED, timeout)) for p in paths]
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+    from grade import copy_build_folder
+    home = Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
+    free = [None] + [copy_build_folder(home, k) for k in range(1, jobs)]
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    order = sorted(range(len(paths)), key=lambda i: (paths[i].name not in SLOWEST_FIRST, i))
+    results = [None] * len(paths)
+    done = 0
+
+    def one(i):
+        nonlocal done
+        p = paths[i]
+        out = EXECUTED / p.name
+        out.unlink(missing_ok=True)
+        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        tmpdir = free.pop()
+        if tmpdir:
+            env["SALIENCY_LAB_EVCXR_TMPDIR"] = str(tmpdir)
+        start = time.time()
+        try:
+            subprocess.run([sys.executable, __file__, "--execute-one", str(p), "--timeout", str(timeout)],
+                           env=env, check=False)
+        finally:
+            free.append(tmpdir)
+        wall = time.time() - start
+        results[i] = (p, nbformat.read(out, as_version=4) if out.exists() else None, wall)
+        done += 1
+        print(f"{p.name}: run in {wall:.0f} s; {done}/{len(paths)} run, {len(paths) - done} left", flush=True)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, order))
+    return results
+
+
+def keep_solution_timing(path, nb):
+    """A homework's solution that ran cleanly: its per-cell timing, kept for
+    the grader's cell limits (scripts/grade.py would otherwise run the
+    solution once more to time it)."""
+    timing = {c.metadata["nbgrader"]["grade_id"]: t for c in nb.cells
+              if c.metadata.get("nbgrader", {}).get("grade_id") and (t := cell_seconds(c)) is not None}
+    if timing:
+        from grade import save_timing
+        save_timing(path, timing)
+
+
 def warm(timeout):
     """Runs the crate's `:dep` and one call in a throwaway notebook, so the
     build cache in $EVCXR_TMPDIR holds the crate and its dependencies."""
@@ -221,24 +282,30 @@ def main():
     ap.add_argument("--warm", action="store_true")
     ap.add_argument("--hints", type=Path, help="a notebook whose ```rust blocks to run")
     ap.add_argument("--timeout", type=int, default=900, help="per-cell limit in seconds (a cold :dep builds tch)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="notebooks run side by side (default: 2, or 1 on one core)")
+    ap.add_argument("--execute-one", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.warm:
         sys.exit(warm(args.timeout))
     if args.hints:
         sys.exit(hints(args.hints.resolve(), args.timeout))
-    paths = args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb"))
+    if args.execute_one:
+        execute(args.execute_one.resolve(), EXECUTED, args.timeout)
+        return
+    paths = [p.resolve() for p in (args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb")))]
     executed, walls, failed = [], {}, False
-    for p in paths:
-        p = p.resolve()
-        nb, wall = execute(p, EXECUTED, args.timeout)
+    for p, nb, wall in run_all(paths, args.timeout, max(1, min(args.jobs, len(paths)))):
         executed.append((p.name, nb))
         walls[p.name] = wall
-        problems = check(p.name, nb)
+        problems = check(p.name, nb) if nb is not None else ["the notebook did not run (its kernel process failed)"]
         status = "ok" if not problems else "FAILED"
         print(f"{p.name}: {status} in {wall:.0f} s, {figures_of(nb)} figures")
         for pr in problems:
             print(f"  - {pr}")
         failed |= bool(problems)
+        if not problems and not p.name.endswith("_student.ipynb"):
+            keep_solution_timing(p, nb)
     index = report(executed)
     table = timing_table(executed, walls)
     (REPORT / "timing.md").write_text(table + "\n")

@@ -37,6 +37,7 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
+#[ignore = "needs the venv's Python with torch (scripts/test runs it)"]
 fn npz_vanilla_writes_the_five_arrays_equal_to_pytorch() {
     let data = saliency_lab::assets::data_path().unwrap();
     let dir = out_dir("vanilla");

@@ -117,6 +117,7 @@ fn lab_figures_2_image_beside_diverging_and_hot_maps() {
 }
 
 #[test]
+#[ignore = "needs the venv's Python with matplotlib and seaborn (scripts/test runs it)"]
 fn colormaps_equal_matplotlib_and_seaborn() {
     for (cmap, file) in [
         (Colormap::Hot, "cmap_hot.npy"),

@@ -28,6 +28,7 @@ fn data_matches_the_npz_as_numpy_reads_it() {
 }
 
 #[test]
+#[ignore = "needs the venv's Python with torch, torchvision and scipy (scripts/test runs it)"]
 fn preprocess_equals_torchvision() {
     let d = data();
     let want = reference::<f32>("x.npy");
@@ -40,6 +41,7 @@ fn preprocess_equals_torchvision() {
 }
 
 #[test]
+#[ignore = "needs the venv's Python with torch, torchvision and scipy (scripts/test runs it)"]
 fn scores_equal_pytorch_and_the_lab() {
     let d = data();
     let model = model();
@@ -87,6 +89,7 @@ fn scores_equal_pytorch_and_the_lab() {
 }
 
 #[test]
+#[ignore = "needs the venv's Python with torch, torchvision and scipy (scripts/test runs it)"]
 fn vanilla_gradient_and_summaries_equal_pytorch() {
     let d = data();
     let model = model();
@@ -112,6 +115,7 @@ fn vanilla_gradient_and_summaries_equal_pytorch() {
 }
 
 #[test]
+#[ignore = "needs the venv's Python with torch, torchvision and scipy (scripts/test runs it)"]
 fn deprocess_equals_torchvision_and_inverts_preprocess() {
     let d = data();
     let want = reference::<u8>("deprocess.npy"); // [rescale?][image][H][W][3]
@@ -148,6 +152,7 @@ fn deprocess_equals_torchvision_and_inverts_preprocess() {
 }
 
 #[test]
+#[ignore = "needs the venv's Python with torch, torchvision and scipy (scripts/test runs it)"]
 fn blur_image_equals_scipy_gaussian_filter1d() {
     // uint8, the lab's way (image 2, sigma 1, 3, 9, 27): bit-exact.
     let d = data();
@@ -175,6 +180,7 @@ fn blur_image_equals_scipy_gaussian_filter1d() {
 }
 
 #[test]
+#[ignore = "needs the venv's Python with torch, torchvision and scipy (scripts/test runs it)"]
 fn blur_average_equals_the_labs_sample_answer() {
     let d = data();
     let model = model();

@@ -185,16 +185,7 @@ pub fn methods_grid<S: AsRef<str>>(
         .with_cell_size(160)
         .with_scale(Scale::PerColumn)
         .with_colorbar(true);
-    let clipped: Vec<Tensor> = methods
-        .iter()
-        .map(|(_, maps)| {
-            let maps = maps.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
-            let top = maps
-                .flatten(0, -1)
-                .quantile_scalar(0.995, None, false, "linear");
-            maps.minimum(&top)
-        })
-        .collect();
+    let clipped: Vec<Tensor> = methods.iter().map(|(_, maps)| saturate(maps)).collect();
     for (i, img) in images.axis_iter(Axis(0)).enumerate() {
         g = g.with_panel(i, 0, Panel::image(img, titles[i].as_ref()));
         for (j, ((name, _), maps)) in methods.iter().zip(&clipped).enumerate() {
@@ -209,11 +200,24 @@ pub fn methods_grid<S: AsRef<str>>(
     g.render()
 }
 
+/// `maps` with the values above their 99.5th percentile set to it: gradient
+/// maps are sparse, and scaled to their maximum they show a few pixels on
+/// black (Adebayo et al. 2018 clip at the 99th for the same reason).
+fn saturate(maps: &Tensor) -> Tensor {
+    let maps = maps.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float);
+    let top = maps
+        .flatten(0, -1)
+        .quantile_scalar(0.995, None, false, "linear");
+    maps.minimum(&top)
+}
+
 /// Model randomisation, seen: for image `index`, a row per method with the
 /// trained model's map, then the map after each step of the randomisation
 /// (titled with the layer randomised, from the top), each map on its own
-/// scale (the randomised maps' magnitudes differ by orders); the image
-/// first.
+/// scale (the randomised maps' magnitudes differ by orders) saturating at
+/// its 99.5th percentile (with the lowest layers random, a few pixels'
+/// gradients are orders above the rest, and scaled to them the map is
+/// black); the image first.
 ///
 /// # Errors
 /// [`Error::Shape`] if `index` is outside the maps, or the methods were run
@@ -254,7 +258,7 @@ pub fn randomisation_grid(
             r,
             1,
             Panel::map(
-                &res.original.get(index as i64),
+                &saturate(&res.original.get(index as i64)),
                 Colormap::Hot,
                 format!("{name}: trained"),
             )?,
@@ -268,7 +272,7 @@ pub fn randomisation_grid(
             g = g.with_panel(
                 r,
                 k + 2,
-                Panel::map(&res.maps[k].get(index as i64), Colormap::Hot, t)?,
+                Panel::map(&saturate(&res.maps[k].get(index as i64)), Colormap::Hot, t)?,
             );
         }
     }
