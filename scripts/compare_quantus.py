@@ -8,8 +8,12 @@ EVAL is the output of `maps evaluate --method vanilla --metric deletion
 randomisation` on the npz (maxabs.npy, deletion.npy, targets.npy,
 randomisation.csv). Two comparisons:
 
-  PixelFlipping   Quantus's deletion: the same maps (broadcast over the three
-                  channels), 224 features a step (224 pixels of the map), baseline 0
+  PixelFlipping   Quantus's deletion: the same maps, 224 features a step.
+                  Quantus 0.6 checks the step against the map's
+                  224 x 224 but flips elements of the map broadcast over the
+                  three channels: 672 steps of a third of the crate's; every
+                  third of its values (a whole number of pixels deleted) is
+                  compared with the crate's. Baseline 0
                   (of the normalised tensor), no normalisation, softmax. Quantus
                   records after each step, RISE before: its curve is the
                   crate's without its first value. Compared value by value.
@@ -38,6 +42,7 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--weights", required=True)
+    ap.add_argument("--images", type=int, default=25, help="the first K images (Quantus is slow: ~1 min an image here)")
     ap.add_argument("--mprt-images", type=int, default=5)
     args = ap.parse_args()
     import quantus
@@ -45,15 +50,17 @@ def main():
     f = np.load(args.data, allow_pickle=True)
     maps = np.load(os.path.join(args.dir, "maxabs.npy"))
     targets = np.load(os.path.join(args.dir, "targets.npy"))
-    n = len(maps)
+    n = min(args.images, len(maps))
+    maps, targets = maps[:n], targets[:n]
     x = torch.cat([preprocess(Image.fromarray(img)) for img in f["X"][:n]]).numpy()
     model = load_model(args.weights)
 
-    ours = np.load(os.path.join(args.dir, "deletion.npy"))
+    ours = np.load(os.path.join(args.dir, "deletion.npy"))[:n]
     pf = quantus.PixelFlipping(features_in_step=224, perturb_baseline=0.0, normalise=False, abs=False,
                                disable_warnings=True, display_progressbar=False)
     theirs = np.array(pf(model=model, x_batch=x, y_batch=targets, a_batch=maps[:, None], device="cpu",
                          softmax=True))
+    theirs = theirs[:, 2::3]  # after 3 x 224 elements a step: 224 whole pixels
     diff = np.abs(ours[:, 1:] - theirs).max()
     print(f"PixelFlipping ({n} images, 224 steps): largest difference from the crate's deletion curves {diff:.2e}")
 
