@@ -49,8 +49,9 @@ pub use vanilla::{vanilla_gradient, Vanilla};
 use tch::{Kind, Tensor};
 
 use crate::error::Result;
-use crate::model::{Layout, Network};
-use crate::support::{catch_libtorch, check_batch, check_count, input_gradient};
+use crate::model::copies_gradient;
+use crate::model::Network;
+use crate::support::{check_batch, check_count};
 
 /// The methods' command-line names, in the order of the module's table
 /// (each a [`Method`] with the paper's defaults from [`by_name`]).
@@ -264,26 +265,7 @@ fn check_classes(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64
 /// a few images (the same numbers, faster).
 fn gradient(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
     check_classes(op, net, x, targets)?;
-    crate::support::in_chunks(x, targets, |x, t| {
-        input_gradient(x, |input| {
-            Ok(catch_libtorch(input, || net.target_scores(input, t))?.sum(Kind::Float))
-        })
-    })
-}
-
-/// The gradient of class `target`'s score with respect to each of a batch of
-/// copies of one image, laid out as `layout` and scored one class alone
-/// ([`Network::class_score`]); the class already checked.
-fn copies_gradient(
-    net: &dyn Network,
-    copies: &Tensor,
-    target: i64,
-    layout: Layout,
-) -> Result<Tensor> {
-    let batch = layout.apply(copies);
-    input_gradient(&batch, |input| {
-        Ok(catch_libtorch(input, || net.class_score(input, target, layout))?.sum(Kind::Float))
-    })
+    crate::support::in_chunks(x, targets, |x, t| crate::model::target_gradient(net, x, t))
 }
 
 /// A method behind a reference, or in a box (so that a method chosen at run

@@ -18,6 +18,7 @@ mod network;
 mod squeezenet;
 
 pub use layers::{Layer, Pass};
+pub(crate) use network::{copies_gradient, target_gradient};
 pub use network::{Layout, Network};
 
 pub use squeezenet::SqueezeNet11;
@@ -405,16 +406,9 @@ impl Model {
     pub fn warm_up(&self, batch: i64) -> Result<()> {
         let x = Tensor::zeros([batch, 3, 224, 224], (Kind::Float, self.device()));
         let targets = vec![0; batch as usize];
-        // What the vanilla gradient runs: each image's class score, backwards.
-        let _grad = crate::support::input_gradient(&x, |input| {
-            Ok(catch_libtorch(input, || self.target_scores(input, &targets))?.sum(Kind::Float))
-        })?;
+        let _grad = network::target_gradient(self, &x, &targets)?;
         if self.copy_layout() != Layout::Contiguous {
-            let layout = self.copy_layout();
-            let copies = layout.apply(&x);
-            let _grad = crate::support::input_gradient(&copies, |input| {
-                Ok(catch_libtorch(input, || self.class_score(input, 0, layout))?.sum(Kind::Float))
-            })?;
+            let _grad = network::copies_gradient(self, &x, 0, self.copy_layout())?;
         }
         Ok(())
     }

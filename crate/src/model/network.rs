@@ -21,9 +21,34 @@
 //! inside a `Model` ([`Model::new`](super::Model::new)).
 
 use tch::nn::{self, Module, ModuleT};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::layers::Pass;
+use crate::error::Result;
+use crate::support::{catch_libtorch, input_gradient};
+
+/// The gradient of each image's target score with respect to the image,
+/// through the whole network in the default layout (the lab's
+/// `compute_saliency_maps`); targets already checked.
+pub(crate) fn target_gradient(net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
+    input_gradient(x, |input| {
+        Ok(catch_libtorch(input, || net.target_scores(input, targets))?.sum(Kind::Float))
+    })
+}
+
+/// The gradient of class `target`'s score with respect to each of a batch of
+/// copies of one image, laid out as `layout` and scored one class alone
+/// ([`Network::class_score`]); the class already checked.
+pub(crate) fn copies_gradient(
+    net: &dyn Network,
+    copies: &Tensor,
+    target: i64,
+    layout: Layout,
+) -> Result<Tensor> {
+    input_gradient(&layout.apply(copies), |input| {
+        Ok(catch_libtorch(input, || net.class_score(input, target, layout))?.sum(Kind::Float))
+    })
+}
 
 /// A classifier as the attribution methods see it. Inputs are preprocessed
 /// batches `[N, C, H, W]`; calls run in evaluation mode; a libtorch failure
