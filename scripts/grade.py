@@ -212,12 +212,16 @@ def grade(master_path, submission, limits, total_timeout, tmpdir=None, threads=N
         return ("timeout" if out["timed_out"] else "ok"), out["tests"], note, out.get("timing", {})
 
 
+def lab_home():
+    """Set-up's cache folder (scripts/env.sh's $SALIENCY_LAB_HOME)."""
+    return Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
+
+
 def timing_file(master_path, state_dir=None):
     """Where the solution's per-cell timing is kept: one file per version of
     the solution notebook (its bytes' digest)."""
     if state_dir is None:
-        home = Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
-        state_dir = home / "grading"
+        state_dir = lab_home() / "grading"
     digest = hashlib.sha256(Path(master_path).read_bytes()).hexdigest()[:16]
     return Path(state_dir) / f"solution-timing-{digest}.json"
 
@@ -302,7 +306,7 @@ def main():
     tests = tests_of(master)
     args.feedback.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    home = Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
+    home = lab_home()
     limits, _ = cell_limits(args.master, master, args.cell_timeout, args.timeout, home / "grading")
     # What every submission's hidden tests compute alike (the reference
     # SmoothGrad), computed by the first notebook and read by the others

@@ -186,9 +186,8 @@ def run_all(paths, timeout, jobs):
         return [(p, *execute(p, EXECUTED, timeout)) for p in paths]
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
-    from grade import copy_build_folder
-    home = Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
-    free = [None] + [copy_build_folder(home, k) for k in range(1, jobs)]
+    from grade import copy_build_folder, lab_home
+    free = [None] + [copy_build_folder(lab_home(), k) for k in range(1, jobs)]
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     order = sorted(range(len(paths)), key=lambda i: (paths[i].name not in SLOWEST_FIRST, i))
     results = [None] * len(paths)
