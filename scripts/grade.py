@@ -13,10 +13,15 @@ named after the student). For each one, the grader
      in; every other cell, the tests with their hidden parts included, comes
      from the solution version, so tests cannot be edited away; cells tagged
      `demo` are skipped;
-  2. runs it in a fresh kernel, in a process group of its own, with a time
-     limit per cell (a cell that does not finish is interrupted; the kernel
-     loses its variables and grading goes on) and one for the whole notebook
-     (the group is killed). Each cell's limit comes from the solution's own
+  2. runs it in a clean kernel: each worker keeps one kernel and starts each
+     notebook with evcxr's `:clear` (a new process for the cells' code, no
+     variable or item of the previous notebook left; the compiled crate and
+     rust-analyzer's index stay loaded), and a notebook that uses evcxr
+     commands (`:opt`, `:env`, ...: settings `:clear` keeps) gets a new kernel
+     of its own. A time limit per cell (a cell that does not finish is
+     interrupted; the kernel loses its variables and grading goes on) and one
+     for the whole notebook (the kernel is killed; the next notebook gets a
+     new one). Each cell's limit comes from the solution's own
      timing: 10 times what that cell took in the solution, at least 30 s
      (cells a student added: 10 times the solution's slowest cell); the
      solution is run once to time it, and its timing kept beside the grades
@@ -25,19 +30,21 @@ named after the student). For each one, the grader
   3. scores each test cell (nbgrader `grade: true`, `points`): full points if
      it ran without error output, else none.
 
-Notebooks are graded side by side, one kernel per core (--jobs), each kernel
-with its own copy of evcxr's warmed build folder, so that nothing the
-solution's set-up compiled is compiled again. It writes one CSV line per
+Notebooks are graded side by side, one worker per core (--jobs), each
+worker's kernel with its own copy of evcxr's warmed build folder, so that
+nothing the solution's set-up compiled is compiled again. It writes one CSV line per
 student (points per test, total, status), in the order of the submissions,
 and a feedback text per student, and prints a line per graded notebook with
 how many are left. One broken or endless notebook does not stop the others.
 Needs no nbgrader; see nbgrader_config.py for nbgrader's own pipeline.
 """
 import argparse
+import asyncio
 import csv
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -116,19 +123,63 @@ def failure_message(text):
     return text.strip()[:300] or "failed"
 
 
-def run_one(master_path, submission_path, result_path, limits):
-    """Child process: execute one rebuilt notebook and write the outcome.
-    `limits`: {"cells": {grade_id: seconds}, "other": seconds}."""
+def kernel_commands(master, submission):
+    """The evcxr commands (`:opt`, `:dep`, `:env`, ...) in the code the grader
+    takes from the student (answer cells and added cells): they change the
+    kernel's settings, which outlive `:clear`."""
+    answers = {grader_meta(c).get("grade_id") for c in master["cells"] if grader_meta(c).get("solution")}
+    found = []
+    for cell in submission.get("cells", []):
+        gid = grader_meta(cell).get("grade_id")
+        if cell.get("cell_type") != "code" or (gid is not None and gid not in answers):
+            continue
+        src = cell.get("source", "")
+        src = src if isinstance(src, str) else "".join(src)
+        found += [line.strip().split()[0] for line in src.splitlines() if line.strip().startswith(":")]
+    return found
+
+
+def worker_main(master_path, limits, reply_fd):
+    """Child process: grades the notebooks it is sent (one JSON line each on
+    stdin: submission, result, timeout), one after another, in one kernel.
+
+    Each notebook starts with evcxr's `:clear`: a new process for the cells'
+    code (no variable, item, static, thread or environment change of the
+    previous notebook survives) and no `:dep`, so the set-up cell's `:dep`
+    runs again, on the build folder and rust-analyzer already loaded (measured
+    here: a kernel's start and first `:dep` and cell take 21 s; after `:clear`,
+    2.3 s). A notebook gets a new kernel when it uses evcxr commands (they
+    change settings `:clear` keeps), after one that did, and after a kernel
+    died or was killed at the notebook's time limit."""
+    with tempfile.TemporaryDirectory(prefix="grading-record-") as tmp:
+        asyncio.run(worker_loop(master_path, limits, reply_fd, Path(tmp) / "record.tests"))
+
+
+async def worker_loop(master_path, limits, reply_fd, record):
     import nbformat
     from nbclient import NotebookClient
     from run_notebooks import cell_errors, cell_seconds
 
     master = json.loads(Path(master_path).read_text())
-    submission = json.loads(Path(submission_path).read_text())
-    nb = nbformat.from_dict(build(master, submission))
-    timed_out = []
-    record = Path(result_path).with_suffix(".tests")
+    reply = os.fdopen(reply_fd, "w")
     os.environ["SALIENCY_LAB_GRADING"] = str(record)  # the kernel inherits it
+    loop = asyncio.get_running_loop()
+    # nbclient's own kind of kernel manager (asynchronous: its interrupts at a
+    # cell's limit go through this loop), kept from one notebook to the next.
+    km, fresh_next = None, True
+
+    def say(**msg):
+        reply.write(json.dumps(msg) + "\n")
+        reply.flush()
+
+    async def stop_kernel():
+        nonlocal km
+        if km is not None:
+            try:
+                await km.shutdown_kernel(now=True)
+            except Exception:  # already dead
+                pass
+            km = None
 
     def limit_of(cell):
         if cell.source.lstrip().startswith(":dep"):
@@ -136,77 +187,176 @@ def run_one(master_path, submission_path, result_path, limits):
         gid = grader_meta(cell).get("grade_id")
         return limits["cells"].get(gid, limits["other"])
 
-    def timeout_func(cell):
-        return limit_of(cell)
+    while line := await loop.run_in_executor(None, sys.stdin.readline):
+        job = json.loads(line)
+        submission = json.loads(Path(job["submission"]).read_text())
+        commands = kernel_commands(master, submission)
+        nb = nbformat.from_dict(build(master, submission))
+        client = NotebookClient(
+            nb, km=km, kernel_name="rust", timeout_func=limit_of, allow_errors=True,
+            interrupt_on_timeout=True, startup_timeout=120, record_timing=True,
+            error_on_timeout={"ename": "CellTimeoutError", "evalue": "the cell did not finish within its time limit",
+                              "traceback": ["the cell did not finish within its time limit"]},
+            resources={"metadata": {"path": str(ROOT / "notebooks")}},
+        )
+        if km is None or fresh_next or commands or not await km.is_alive():
+            await stop_kernel()
+            km = client.km = client.create_kernel_manager()
+            client.owns_km = False
+            await km.start_kernel(cwd=str(ROOT / "notebooks"))
+            say(kernel=km.provisioner.pid)
+        fresh_next = bool(commands)
+        killed, error = False, ""
 
-    client = NotebookClient(
-        nb, kernel_name="rust", timeout_func=timeout_func, allow_errors=True,
-        interrupt_on_timeout=True, startup_timeout=120, record_timing=True,
-        error_on_timeout={"ename": "CellTimeoutError", "evalue": "the cell did not finish within its time limit",
-                          "traceback": ["the cell did not finish within its time limit"]},
-        resources={"metadata": {"path": str(ROOT / "notebooks")}},
-    )
-    client.execute()
-    timing = {grader_meta(c)["grade_id"]: t for c in nb.cells
-              if grader_meta(c).get("grade_id") and (t := cell_seconds(c)) is not None}
-    recorded = {}
-    if record.exists():
-        for line in record.read_text().splitlines():
-            gid, status, message = (line.split("\t", 2) + ["", ""])[:3]
-            recorded[gid] = (status == "pass", message)
-    results = {}
-    for cell in nb.cells:
-        meta = grader_meta(cell)
-        err = cell_errors(cell) if cell.cell_type == "code" else ""
-        # nbclient's timeout error, or evcxr's answer after the interrupt killed its worker
-        interrupted = "did not finish within" in err or "signal: 9" in err
-        cell_limit = limit_of(cell) if cell.cell_type == "code" else 0
-        if interrupted:
-            timed_out.append(meta.get("grade_id", "a cell"))
-        if meta.get("grade"):
-            gid = meta["grade_id"]
-            if gid in recorded:
-                passed, message = recorded[gid]
-            elif interrupted:
-                passed, message = False, f"interrupted: the cell did not finish within {cell_limit:.0f} s"
-            else:  # it did not compile, or the kernel lost it
-                passed, message = False, failure_message(err) if err else "the test did not run"
-            results[gid] = {"passed": passed, "message": message}
-    Path(result_path).write_text(json.dumps({"tests": results, "timed_out": timed_out, "timing": timing}))
+        async def run():
+            kc = client.kc = km.client()
+            kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=120)
+                await kc.execute_interactive(":clear", timeout=60, output_hook=lambda msg: None)
+                record.write_text("")
+                await client.async_execute()
+            finally:
+                kc.stop_channels()
+
+        try:
+            await asyncio.wait_for(run(), job["timeout"])
+        except asyncio.TimeoutError:  # the notebook's time limit
+            killed = True
+        except Exception as e:  # the kernel died
+            error = f"{type(e).__name__}: {e}".strip()
+        if killed or error or not await km.is_alive():
+            await stop_kernel()
+        timed_out = []
+        timing = {grader_meta(c)["grade_id"]: t for c in nb.cells
+                  if grader_meta(c).get("grade_id") and (t := cell_seconds(c)) is not None}
+        recorded = {}
+        if record.exists():
+            for rec in record.read_text().splitlines():
+                gid, status, message = (rec.split("\t", 2) + ["", ""])[:3]
+                recorded[gid] = (status == "pass", message)
+        results = {}
+        for cell in nb.cells:
+            meta = grader_meta(cell)
+            err = cell_errors(cell) if cell.cell_type == "code" else ""
+            # nbclient's timeout error, or evcxr's answer after the interrupt killed its worker
+            interrupted = "did not finish within" in err or "signal: 9" in err
+            cell_limit = limit_of(cell) if cell.cell_type == "code" else 0
+            if interrupted:
+                timed_out.append(meta.get("grade_id", "a cell"))
+            if meta.get("grade"):
+                gid = meta["grade_id"]
+                if gid in recorded:
+                    passed, message = recorded[gid]
+                elif interrupted:
+                    passed, message = False, f"interrupted: the cell did not finish within {cell_limit:.0f} s"
+                elif killed:
+                    passed, message = False, f"not run: the notebook did not finish within {job['timeout']} s"
+                else:  # it did not compile, or the kernel lost it
+                    passed, message = False, failure_message(err) if err else "the test did not run"
+                results[gid] = {"passed": passed, "message": message}
+        Path(job["result"]).write_text(json.dumps({
+            "tests": results, "timed_out": timed_out, "timing": timing, "killed": killed, "error": error,
+        }))
+        say(done=job["result"])
+    await stop_kernel()
 
 
-def grade(master_path, submission, limits, total_timeout, tmpdir=None, threads=None):
-    """Grades one submission in a child process; returns (status, tests, note, timing)."""
-    try:
-        json.loads(submission.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return "unreadable", {}, f"the notebook could not be read ({type(e).__name__}: {e})", {}
-    with tempfile.TemporaryDirectory() as tmp:
-        result = Path(tmp) / "result.json"
-        limits_file = Path(tmp) / "limits.json"
-        limits_file.write_text(json.dumps(limits))
-        cmd = [sys.executable, __file__, "--one", str(submission), "--result", str(result),
-               "--master", str(master_path), "--limits", str(limits_file)]
+class Worker:
+    """A grading worker (worker_main) in a process group of its own, with its
+    kernel's build folder and share of the cores. If it does not answer within
+    a notebook's limit and a minute, it and its kernel are killed, and the
+    next notebook starts a new one."""
+
+    def __init__(self, master_path, limits, tmpdir=None, threads=None):
+        self.master_path, self.limits, self.tmpdir, self.threads = master_path, limits, tmpdir, threads
+        self.proc = self.dir = None
+
+    def start(self):
+        if self.dir:
+            self.dir.cleanup()
+        self.dir = tempfile.TemporaryDirectory(prefix="grading-worker-")
+        limits_file = Path(self.dir.name) / "limits.json"
+        limits_file.write_text(json.dumps(self.limits))
+        self.log = Path(self.dir.name) / "worker.log"
+        read_fd, write_fd = os.pipe()
         env = dict(os.environ)
-        if tmpdir:
-            env["SALIENCY_LAB_EVCXR_TMPDIR"] = str(tmpdir)  # the kernel's own build folder
-        if threads:
+        if self.tmpdir:
+            env["SALIENCY_LAB_EVCXR_TMPDIR"] = str(self.tmpdir)  # the kernel's own build folder
+        if self.threads:
             # Kernels side by side each get their share of the cores: libtorch's
             # OpenMP threads, more of them than cores, spin against each other
             # (measured here: the deletion homework's comparison cell, 15 s alone,
             # did not finish in 170 s with two kernels of two threads each).
-            env["OMP_NUM_THREADS"] = str(threads)
-        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        cmd = [sys.executable, __file__, "--worker", str(write_fd), "--master", str(self.master_path),
+               "--limits", str(limits_file)]
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=log, env=env, text=True,
+                                         start_new_session=True, pass_fds=(write_fd,))
+        os.close(write_fd)
+        self.replies = os.fdopen(read_fd)
+        self.kernel_pid = None
+
+    def kill(self):
+        for pid in (self.kernel_pid, self.proc.pid if self.proc else None):
+            if pid:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if self.proc:
+            self.proc.wait()
+            self.replies.close()
+        self.proc = None
+
+    def close(self):
+        if self.proc:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                pass
+            self.kill()
+        if self.dir:
+            self.dir.cleanup()
+            self.dir = None
+
+    def grade(self, submission, total_timeout):
+        """Grades one submission; returns (status, tests, note, timing)."""
         try:
-            _, stderr = proc.communicate(timeout=total_timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return "timeout", {}, f"the notebook did not finish within {total_timeout} s", {}
-        if not result.exists():
-            last = (stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            return "error", {}, f"grading failed: {last}", {}
+            json.loads(submission.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            return "unreadable", {}, f"the notebook could not be read ({type(e).__name__}: {e})", {}
+        if self.proc is None:
+            self.start()
+        result = Path(self.dir.name) / "result.json"
+        result.unlink(missing_ok=True)
+        self.proc.stdin.write(json.dumps({"submission": str(submission.resolve()), "result": str(result),
+                                          "timeout": total_timeout}) + "\n")
+        self.proc.stdin.flush()
+        deadline = time.time() + total_timeout + 60
+        while True:
+            left = deadline - time.time()
+            ready = select.select([self.replies], [], [], left)[0] if left > 0 else []
+            if not ready:  # hung past the notebook's limit
+                self.kill()
+                return "timeout", {}, f"the notebook did not finish within {total_timeout} s", {}
+            line = self.replies.readline()
+            if not line:  # the worker died
+                self.kill()
+                last = (self.log.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
+                return "error", {}, f"grading failed: {last}", {}
+            msg = json.loads(line)
+            if "kernel" in msg:
+                self.kernel_pid = msg["kernel"]
+            elif "done" in msg:
+                break
         out = json.loads(result.read_text())
+        if out["killed"]:
+            return "timeout", out["tests"], f"the notebook did not finish within {total_timeout} s", out["timing"]
+        if out["error"]:
+            return "error", out["tests"], f"grading stopped: {out['error'][:300]}", out["timing"]
         note = (f"cell(s) interrupted at their time limit: {', '.join(out['timed_out'])}"
                 if out["timed_out"] else "")
         return ("timeout" if out["timed_out"] else "ok"), out["tests"], note, out.get("timing", {})
@@ -234,7 +384,7 @@ def save_timing(master_path, timing, state_dir=None):
     path.write_text(json.dumps(timing))
 
 
-def cell_limits(master_path, master, cell_timeout, total_timeout, state_dir):
+def cell_limits(master_path, master, cell_timeout, total_timeout, state_dir, threads=None):
     """Per-cell time limits: --cell-timeout for every cell, or 10x the
     solution's own time per cell (at least 30 s), the solution being run once
     (and its timing kept in state_dir for the same solution next time)."""
@@ -244,7 +394,12 @@ def cell_limits(master_path, master, cell_timeout, total_timeout, state_dir):
     timing = json.loads(cache.read_text()) if cache.exists() else None
     if timing is None:
         print("timing the solution once, for the cells' time limits ...", flush=True)
-        status, tests, note, timing = grade(master_path, Path(master_path), {"cells": {}, "other": 600}, total_timeout)
+        # Alone, with a grading worker's share of the cores.
+        worker = Worker(master_path, {"cells": {}, "other": 600}, threads=threads)
+        try:
+            status, tests, note, timing = worker.grade(Path(master_path), total_timeout)
+        finally:
+            worker.close()
         failed = [gid for gid, r in tests.items() if not r["passed"]]
         if status != "ok" or failed:
             sys.exit(f"the solution itself does not pass ({status}; {note}; failed: {failed}): fix it first")
@@ -293,12 +448,11 @@ def main():
     ap.add_argument("--timeout", type=int, default=900, help="seconds per notebook")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                     help="notebooks graded side by side (default: 2, or 1 on one core)")
-    ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
-    ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--limits", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.one:
-        run_one(args.master, args.one, args.result, json.loads(args.limits.read_text()))
+    if args.worker is not None:
+        worker_main(args.master, json.loads(args.limits.read_text()), args.worker)
         return
     if not args.submissions:
         ap.error("give the folder of submissions")
@@ -307,31 +461,33 @@ def main():
     args.feedback.mkdir(parents=True, exist_ok=True)
     start = time.time()
     home = lab_home()
-    limits, _ = cell_limits(args.master, master, args.cell_timeout, args.timeout, home / "grading")
+    subs = submissions_in(args.submissions)
+    jobs = max(1, min(args.jobs, len(subs)))
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     # What every submission's hidden tests compute alike (the reference
-    # SmoothGrad), computed by the first notebook and read by the others
-    # (saliency_lab::grading::cached), fresh for each run.
+    # SmoothGrad), computed by the first notebook (or the solution's timing
+    # run) and read by the others (saliency_lab::grading::cached), fresh for
+    # each run.
     cache = tempfile.TemporaryDirectory(prefix="grading-cache-")
     os.environ["SALIENCY_LAB_GRADING_CACHE"] = cache.name
-    subs = submissions_in(args.submissions)
+    limits, _ = cell_limits(args.master, master, args.cell_timeout, args.timeout, home / "grading", threads)
     # One build folder per worker: worker 0 uses set-up's warmed one, the
     # others a copy of it (two kernels must not build in the same folder).
-    jobs = max(1, min(args.jobs, len(subs)))
     tmpdirs = [None] + [copy_build_folder(home, k) for k in range(1, jobs)]
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    free = list(tmpdirs)
+    free = [Worker(args.master, limits, tmpdir, threads) for tmpdir in tmpdirs]
+    workers = list(free)
     results = [None] * len(subs)
     done = 0
 
     def work(k):
         nonlocal done
         name, path = subs[k]
-        tmpdir = free.pop()
+        worker = free.pop()
         t0 = time.time()
         try:
-            status, res, note, _ = grade(args.master, path, limits, args.timeout, tmpdir, threads)
+            status, res, note, _ = worker.grade(path, args.timeout)
         finally:
-            free.append(tmpdir)
+            free.append(worker)
         total, text = feedback_text(name, tests, res, status, note)
         (args.feedback / f"{name}.txt").write_text(text)
         results[k] = (name, res, total, status)
@@ -339,8 +495,15 @@ def main():
         print(f"{name}: {total:g}/{sum(p for _, p in tests):g} ({status}, {time.time() - t0:.0f} s); "
               f"{done}/{len(subs)} graded, {len(subs) - done} left", flush=True)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(work, range(len(subs))))
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(work, range(len(subs))))
+    except BaseException:  # interrupted: no kernel outlives the grader
+        for worker in workers:
+            worker.kill()
+        raise
+    for worker in workers:
+        worker.close()
     with open(args.out, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["student"] + [gid for gid, _ in tests] + ["total", "max", "status"])

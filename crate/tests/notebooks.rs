@@ -192,7 +192,7 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         "test_figure",
     ];
     // (student, total, the tests it fails)
-    let expected: [(&str, &str, &[&str]); 16] = [
+    let expected: [(&str, &str, &[&str]); 17] = [
         // Right, in several styles: full marks.
         ("correct", "7", &[]),
         ("one_at_a_time", "7", &[]),
@@ -219,11 +219,17 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         ("panics", "1", EVERY_TEST_BUT_MAP),
         ("endless", "1", EVERY_TEST_BUT_MAP),
         ("not_a_notebook", "0", &TESTS),
+        // The student version with its answer cells emptied, graded in a
+        // kernel that graded others before it (the fifth of the sorted
+        // submissions, two workers): no function or variable of theirs is
+        // left to pass its tests.
+        ("empty_answers", "0", &TESTS),
     ];
     check_grades(&rows, &TESTS, &expected, &out);
     let status = |s: &str| rows.iter().find(|r| r["student"] == s).unwrap()["status"].clone();
     assert_eq!(status("endless"), "timeout");
     assert_eq!(status("not_a_notebook"), "unreadable");
+    assert_eq!(status("empty_answers"), "ok");
     let fb = |s: &str| std::fs::read_to_string(dir.join(format!("feedback/{s}.txt"))).unwrap();
     let unscaled = fb("unscaled_noise");
     assert!(
@@ -233,7 +239,7 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
     assert!(fb("batch_range").contains("image 0: the noise is not 15%"));
     assert!(fb("two_rows_figure").contains("a grid of 3 rows of 5 panels"));
     // A line per notebook, with what is left.
-    assert!(out.contains("16/16 graded, 0 left"), "{out}");
+    assert!(out.contains("17/17 graded, 0 left"), "{out}");
 }
 
 #[test]
