@@ -328,13 +328,19 @@ class Worker:
             json.loads(submission.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             return "unreadable", {}, f"the notebook could not be read ({type(e).__name__}: {e})", {}
+        if self.proc is not None and self.proc.poll() is not None:  # it died between notebooks
+            self.kill()
         if self.proc is None:
             self.start()
         result = Path(self.dir.name) / "result.json"
         result.unlink(missing_ok=True)
-        self.proc.stdin.write(json.dumps({"submission": str(submission.resolve()), "result": str(result),
-                                          "timeout": total_timeout}) + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(json.dumps({"submission": str(submission.resolve()), "result": str(result),
+                                              "timeout": total_timeout}) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            self.kill()
+            return "error", {}, "grading failed: the grading worker stopped (the next notebook gets a new one)", {}
         deadline = time.time() + total_timeout + 60
         while True:
             left = deadline - time.time()
