@@ -295,7 +295,7 @@ class Worker:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=log, env=env, text=True,
                                          start_new_session=True, pass_fds=(write_fd,))
         os.close(write_fd)
-        self.replies = os.fdopen(read_fd)
+        self.replies, self.pending = read_fd, b""
         self.kernel_pid = None
 
     def kill(self):
@@ -307,7 +307,7 @@ class Worker:
                     pass
         if self.proc:
             self.proc.wait()
-            self.replies.close()
+            os.close(self.replies)
         self.proc = None
 
     def close(self):
@@ -321,6 +321,19 @@ class Worker:
         if self.dir:
             self.dir.cleanup()
             self.dir = None
+
+    def reply(self, deadline):
+        """The worker's next line; "" if it died, None if none came by the deadline."""
+        while b"\n" not in self.pending:
+            left = deadline - time.time()
+            if left <= 0 or not select.select([self.replies], [], [], left)[0]:
+                return None
+            chunk = os.read(self.replies, 4096)
+            if not chunk:
+                return ""
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return line.decode()
 
     def grade(self, submission, total_timeout):
         """Grades one submission; returns (status, tests, note, timing)."""
@@ -343,12 +356,10 @@ class Worker:
             return "error", {}, "grading failed: the grading worker stopped (the next notebook gets a new one)", {}
         deadline = time.time() + total_timeout + 60
         while True:
-            left = deadline - time.time()
-            ready = select.select([self.replies], [], [], left)[0] if left > 0 else []
-            if not ready:  # hung past the notebook's limit
+            line = self.reply(deadline)
+            if line is None:  # hung past the notebook's limit
                 self.kill()
                 return "timeout", {}, f"the notebook did not finish within {total_timeout} s", {}
-            line = self.replies.readline()
             if not line:  # the worker died
                 self.kill()
                 last = (self.log.read_text(errors="replace").strip().splitlines() or ["no output"])[-1]
@@ -501,13 +512,15 @@ def main():
         print(f"{name}: {total:g}/{sum(p for _, p in tests):g} ({status}, {time.time() - t0:.0f} s); "
               f"{done}/{len(subs)} graded, {len(subs) - done} left", flush=True)
 
+    pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(work, range(len(subs))))
-    except BaseException:  # interrupted: no kernel outlives the grader
+        list(pool.map(work, range(len(subs))))
+    except BaseException:  # interrupted (Ctrl-C): nothing more is graded, no kernel outlives the grader
+        pool.shutdown(wait=False, cancel_futures=True)
         for worker in workers:
             worker.kill()
         raise
+    pool.shutdown()
     for worker in workers:
         worker.close()
     with open(args.out, "w", newline="") as f:
@@ -541,4 +554,7 @@ def copy_build_folder(home, k):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the notebooks graded so far have their feedback; no grades file was written")
