@@ -158,7 +158,7 @@ def worker_main(master_path, limits, reply_fd):
 async def worker_loop(master_path, limits, reply_fd, record):
     import nbformat
     from nbclient import NotebookClient
-    from run_notebooks import cell_errors, cell_seconds
+    from run_notebooks import cell_errors, cell_timing
 
     master = json.loads(Path(master_path).read_text())
     reply = os.fdopen(reply_fd, "w")
@@ -228,8 +228,7 @@ async def worker_loop(master_path, limits, reply_fd, record):
         if killed or error or not await km.is_alive():
             await stop_kernel()
         timed_out = []
-        timing = {grader_meta(c)["grade_id"]: t for c in nb.cells
-                  if grader_meta(c).get("grade_id") and (t := cell_seconds(c)) is not None}
+        timing = cell_timing(nb)
         recorded = {}
         if record.exists():
             for rec in record.read_text().splitlines():
@@ -480,7 +479,7 @@ def main():
     home = lab_home()
     subs = submissions_in(args.submissions)
     jobs = max(1, min(args.jobs, len(subs)))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    tmpdirs, threads = side_by_side(jobs)
     # What every submission's hidden tests compute alike (the reference
     # SmoothGrad), computed by the first notebook (or the solution's timing
     # run) and read by the others (saliency_lab::grading::cached), fresh for
@@ -488,9 +487,6 @@ def main():
     cache = tempfile.TemporaryDirectory(prefix="grading-cache-")
     os.environ["SALIENCY_LAB_GRADING_CACHE"] = cache.name
     limits, _ = cell_limits(args.master, master, args.cell_timeout, args.timeout, home / "grading", threads)
-    # One build folder per worker: worker 0 uses set-up's warmed one, the
-    # others a copy of it (two kernels must not build in the same folder).
-    tmpdirs = [None] + [copy_build_folder(home, k) for k in range(1, jobs)]
     free = [Worker(args.master, limits, tmpdir, threads) for tmpdir in tmpdirs]
     workers = list(free)
     results = [None] * len(subs)
@@ -531,6 +527,17 @@ def main():
                        + [total, sum(p for _, p in tests), status])
     print(f"graded {len(subs)} notebook(s) in {time.time() - start:.0f} s ({jobs} at a time) -> {args.out}, "
           f"feedback in {args.feedback}/")
+
+
+def side_by_side(jobs):
+    """For `jobs` kernels side by side: each one's evcxr build folder (the
+    first uses set-up's warmed one, None; the others a copy of it: two kernels
+    must not build in one folder) and libtorch threads each (their share of
+    the cores; None for one kernel alone, libtorch's default)."""
+    home = lab_home()
+    tmpdirs = [None] + [copy_build_folder(home, k) for k in range(1, jobs)]
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    return tmpdirs, threads
 
 
 def copy_build_folder(home, k):

@@ -64,6 +64,13 @@ def cell_seconds(cell):
         return None
 
 
+def cell_timing(nb):
+    """{grade_id: seconds} for an executed notebook's nbgrader cells that kept
+    their timing: a solution's timing gives the grader's cell limits."""
+    return {c.metadata["nbgrader"]["grade_id"]: t for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade_id") and (t := cell_seconds(c)) is not None}
+
+
 def execute(path, out_dir, timeout, allow_errors=True):
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -186,9 +193,8 @@ def run_all(paths, timeout, jobs):
         return [(p, *execute(p, EXECUTED, timeout)) for p in paths]
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
-    from grade import copy_build_folder, lab_home
-    free = [None] + [copy_build_folder(lab_home(), k) for k in range(1, jobs)]
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    from grade import side_by_side
+    free, threads = side_by_side(jobs)
     order = sorted(range(len(paths)), key=lambda i: (paths[i].name not in SLOWEST_FIRST, i))
     results = [None] * len(paths)
     done = 0
@@ -198,7 +204,7 @@ def run_all(paths, timeout, jobs):
         p = paths[i]
         out = EXECUTED / p.name
         out.unlink(missing_ok=True)
-        env = dict(os.environ, OMP_NUM_THREADS=threads)
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
         tmpdir = free.pop()
         if tmpdir:
             env["SALIENCY_LAB_EVCXR_TMPDIR"] = str(tmpdir)
@@ -213,8 +219,13 @@ def run_all(paths, timeout, jobs):
         done += 1
         print(f"{p.name}: run in {wall:.0f} s; {done}/{len(paths)} run, {len(paths) - done} left", flush=True)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         list(pool.map(one, order))
+    except BaseException:  # interrupted (Ctrl-C): no queued notebook starts
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     return results
 
 
@@ -222,8 +233,7 @@ def keep_solution_timing(path, nb):
     """A homework's solution that ran cleanly: its per-cell timing, kept for
     the grader's cell limits (scripts/grade.py would otherwise run the
     solution once more to time it)."""
-    timing = {c.metadata["nbgrader"]["grade_id"]: t for c in nb.cells
-              if c.metadata.get("nbgrader", {}).get("grade_id") and (t := cell_seconds(c)) is not None}
+    timing = cell_timing(nb)
     if timing:
         from grade import save_timing
         save_timing(path, timing)
