@@ -6,6 +6,26 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
+/// Calls `f` with the values of `t` where `t` is a contiguous float tensor
+/// on the CPU (else `None`), without copying them: one pass in Rust where
+/// libtorch would take several (a count of NaN is `isfinite`, `logical_not`
+/// and `sum`, each over the whole tensor).
+pub(crate) fn with_f32_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    if t.kind() != Kind::Float || t.device() != Device::Cpu || !t.is_contiguous() {
+        return None;
+    }
+    let len = t.numel();
+    if len == 0 {
+        return Some(f(&[]));
+    }
+    // SAFETY: a contiguous CPU float tensor holds `numel` f32 values from its
+    // data pointer; `t` is borrowed for the whole call, so its storage stays
+    // alive, and the crate calls this only on tensors that nothing writes
+    // while `f` runs (`f` gets a shared slice and cannot).
+    let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, len) };
+    Some(f(data))
+}
+
 /// Checks that `x` is a non-empty, finite float batch `[N, C, H, W]`.
 pub(crate) fn check_batch(op: &'static str, x: &Tensor) -> Result<()> {
     let s = x.size();
@@ -36,7 +56,10 @@ pub(crate) fn check_finite(op: &'static str, x: &Tensor) -> Result<()> {
         ));
     }
     if x.is_floating_point() {
-        let bad = x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
+        let bad = match with_f32_data(x, |v| v.iter().filter(|v| !v.is_finite()).count()) {
+            Some(bad) => bad as i64,
+            None => x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]),
+        };
         if bad > 0 {
             return Err(Error::parameter(
                 op,

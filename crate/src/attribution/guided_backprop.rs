@@ -54,7 +54,17 @@ impl Method for GuidedBackprop {
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
         const OP: &str = "guided_backprop";
         check_input(OP, x, targets)?;
+        // By hand where the network can and the targets are its classes
+        // (else the traced pass, which says which target is wrong).
+        let by_hand = net
+            .num_classes()
+            .is_some_and(|c| targets.iter().all(|t| (0..c).contains(t)));
         let values = in_chunks(x, targets, |x, t| {
+            if by_hand {
+                if let Some(g) = catch_libtorch(x, || net.guided_gradient(x, t))? {
+                    return Ok(g);
+                }
+            }
             let input = x.detach().set_requires_grad(true);
             let mut pass = Pass::guided();
             let logits = traced_logits(OP, net, &input, &mut pass, Layout::Contiguous)?;

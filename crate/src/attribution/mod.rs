@@ -211,15 +211,24 @@ impl Warning {
     #[must_use]
     pub fn scan(values: &Tensor) -> Vec<Warning> {
         let n = values.size().first().copied().unwrap_or(0);
-        let flat = values.detach().reshape([n, -1]);
-        let bad = Vec::<i64>::try_from(flat.isfinite().logical_not().sum_dim_intlist(
-            1,
-            false,
-            Kind::Int64,
-        ))
-        .unwrap_or_default();
-        let nonzero = Vec::<i64>::try_from(flat.ne(0.0).sum_dim_intlist(1, false, Kind::Int64))
-            .unwrap_or_default();
+        let counts = |v: &[f32]| {
+            let per = if n > 0 { v.len() / n as usize } else { 0 };
+            v.chunks(per.max(1))
+                .map(|m| {
+                    let bad = m.iter().filter(|v| !v.is_finite()).count() as i64;
+                    (bad, m.iter().filter(|&&v| v != 0.0).count() as i64)
+                })
+                .unzip()
+        };
+        let (bad, nonzero): (Vec<i64>, Vec<i64>) = crate::support::with_f32_data(values, counts)
+            .unwrap_or_else(|| {
+                let flat = values.detach().reshape([n, -1]);
+                let count = |t: Tensor| {
+                    Vec::<i64>::try_from(t.sum_dim_intlist(1, false, Kind::Int64))
+                        .unwrap_or_default()
+                };
+                (count(flat.isfinite().logical_not()), count(flat.ne(0.0)))
+            });
         let mut out = Vec::new();
         for (i, (&bad, &nonzero)) in bad.iter().zip(&nonzero).enumerate() {
             if bad > 0 {

@@ -132,11 +132,13 @@ pub fn guided_gradient(pass: Pass, score: &Tensor, input: &Tensor) -> Result<Ten
             continue;
         };
         let pre = &relus[i].0;
-        // relu(g) where the ReLU's input was positive, in one pass; the
-        // backward pass of `pre * rectified` (libtorch seeds it with ones)
-        // hands `rectified` to `pre`.
+        // relu(g) where the ReLU's input was positive; the backward pass of
+        // the scalar `pre . rectified` hands `rectified` to `pre` (libtorch
+        // takes no gradient for a root, and a product as the root would cost
+        // two more passes over the activations: the product and its seed).
         let rectified = pre.detach().threshold_backward(&g.relu(), 0.0);
-        let below = Tensor::f_run_backward(&[pre * rectified], &leaves[..=i], false, false)?;
+        let root = pre.reshape([-1]).dot(&rectified.reshape([-1]));
+        let below = Tensor::f_run_backward(&[root], &leaves[..=i], false, false)?;
         add(&mut grads, below);
     }
     Ok(grads[0].take().unwrap_or_else(|| input.zeros_like()))
@@ -164,6 +166,13 @@ pub trait Layer: std::fmt::Debug + Send {
     /// the layer can compute it faster than the whole output. Default:
     /// `None`.
     fn target_scores(&self, _x: &Tensor, _targets: &[i64]) -> Option<Tensor> {
+        None
+    }
+
+    /// Guided Backprop's gradient of each image's target score with respect
+    /// to `x` (`targets` checked), where the layer computes it by hand,
+    /// faster than a guided [`Pass`] through autograd. Default: `None`.
+    fn guided_gradient(&self, _x: &Tensor, _targets: &[i64]) -> Option<Tensor> {
         None
     }
 
@@ -288,13 +297,7 @@ pub struct MaxPool2d {
 
 impl Layer for MaxPool2d {
     fn forward(&self, x: &Tensor, _pass: &mut Pass, _name: &str) -> Tensor {
-        x.max_pool2d(
-            [self.kernel, self.kernel],
-            [self.stride, self.stride],
-            [0, 0],
-            [1, 1],
-            self.ceil_mode,
-        )
+        super::pool::max_pool2d(x, self.kernel, self.stride, self.ceil_mode)
     }
 }
 
@@ -361,9 +364,65 @@ impl Fire {
     /// two over channel slices (strided in NHWC, where ReLU's backward pass
     /// was slow on them).
     pub(crate) fn pre_relu(&self, x: &Tensor, pass: &mut Pass) -> Tensor {
-        let s = pass.relu(&x.apply(&self.squeeze));
+        let s = pass.relu(&self.squeeze(x));
+        self.expand(&s)
+    }
+
+    /// The squeeze convolution's output (before its ReLU).
+    pub(crate) fn squeeze(&self, x: &Tensor) -> Tensor {
+        x.apply(&self.squeeze)
+    }
+
+    /// The expand convolutions' outputs from the squeeze activation `s`,
+    /// concatenated (before their ReLU).
+    pub(crate) fn expand(&self, s: &Tensor) -> Tensor {
         Tensor::cat(&[s.apply(&self.expand1x1), s.apply(&self.expand3x3)], 1)
     }
+
+    /// The gradient at the squeeze activation (of size `s`) from the gradient
+    /// `g` at the expand outputs.
+    pub(crate) fn expand_input_grad(&self, g: &Tensor, s: &[i64]) -> Tensor {
+        let c1 = self.expand1x1.ws.size()[0];
+        let c3 = g.size()[1] - c1;
+        conv_input_grad(&g.narrow(1, 0, c1), &self.expand1x1.ws, 1, 0, s)
+            + conv_input_grad(&g.narrow(1, c1, c3), &self.expand3x3.ws, 1, 1, s)
+    }
+
+    /// The gradient at the module's input (of size `x`) from the gradient `g`
+    /// at the squeeze convolution's output.
+    pub(crate) fn squeeze_input_grad(&self, g: &Tensor, x: &[i64]) -> Tensor {
+        conv_input_grad(g, &self.squeeze.ws, 1, 0, x)
+    }
+}
+
+/// Guided Backprop's rule at a ReLU whose input was `pre`: the incoming
+/// gradient's positive part where `pre` was positive.
+pub(crate) fn guided_relu(grad: &Tensor, pre: &Tensor) -> Tensor {
+    pre.threshold_backward(&grad.relu(), 0.0)
+}
+
+/// The gradient at the input (of size `input`) of a convolution with
+/// `weight`, `stride` and `padding`, from the gradient `grad` at its output:
+/// the transposed convolution, with the rows and columns a strided
+/// convolution left out at the end added back.
+pub(crate) fn conv_input_grad(
+    grad: &Tensor,
+    weight: &Tensor,
+    stride: i64,
+    padding: i64,
+    input: &[i64],
+) -> Tensor {
+    let out = grad.size();
+    let extra = |i: usize| input[i] - ((out[i] - 1) * stride - 2 * padding + weight.size()[i]);
+    grad.conv_transpose2d(
+        weight,
+        None::<&Tensor>,
+        [stride, stride],
+        [padding, padding],
+        [extra(2), extra(3)],
+        1,
+        [1, 1],
+    )
 }
 
 impl Layer for Fire {

@@ -15,6 +15,7 @@ use crate::support::{catch_libtorch, check_batch, check_targets, index_tensor};
 
 pub mod layers;
 mod network;
+mod pool;
 mod squeezenet;
 
 pub use layers::{Layer, Pass};
@@ -188,6 +189,14 @@ impl Network for Model {
         };
         match net {
             Net::Layers(net) => Some(net.forward(x, pass, "")),
+            Net::Module(_) => None,
+        }
+    }
+
+    /// Where the network computes it by hand (SqueezeNet).
+    fn guided_gradient(&self, x: &Tensor, targets: &[i64]) -> Option<Tensor> {
+        match &self.net {
+            Net::Layers(net) => net.guided_gradient(x, targets),
             Net::Module(_) => None,
         }
     }

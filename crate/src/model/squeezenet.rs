@@ -17,10 +17,11 @@
 use tch::nn;
 use tch::Tensor;
 
-use super::layers::{Fire, Layer, Pass};
+use super::layers::{conv_input_grad, guided_relu, Fire, Layer, Pass};
+use super::pool::max_pool2d_backward;
 
 fn max_pool2d(xs: &Tensor) -> Tensor {
-    xs.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true)
+    super::pool::max_pool2d(xs, 3, 2, true)
 }
 
 /// The Fire modules: (name under `features`, input channels, squeeze
@@ -127,6 +128,68 @@ impl SqueezeNet11 {
     }
 }
 
+impl SqueezeNet11 {
+    /// Guided Backprop's gradient of each image's target score, `[N, 3, H,
+    /// W]`, by hand: a forward pass in torchvision's order that keeps what
+    /// the backward pass needs (each ReLU's input, each pooling's indices),
+    /// then the backward pass layer by layer with the guided rule at every
+    /// ReLU. Through autograd the backward pass has to stop at each ReLU
+    /// (tch's `run_backward` takes no gradient for its roots, so each stretch
+    /// is seeded by a product over the activations); by hand it is the
+    /// passes Captum's hooks make. The convolutions' input gradients are
+    /// libtorch's transposed convolutions: the same sums as autograd's, in
+    /// another order (rounding: ~1e-7 relative).
+    fn guided_by_hand(&self, xs: &Tensor, targets: &[i64]) -> Tensor {
+        tch::no_grad(|| {
+            let pool = |x: &Tensor| super::pool::max_pool2d_with_indices(x, 3, 2, true);
+            let a = xs.apply(&self.conv1);
+            let (mut h, first_pool) = pool(&a.relu());
+            // Per Fire module: its input's size, its squeeze and expand
+            // pre-activations, and the indices of the pooling after it.
+            let mut kept = Vec::with_capacity(self.fires.len());
+            for (i, fire) in self.fires.iter().enumerate() {
+                let input = h.size();
+                let squeeze = fire.squeeze(&h);
+                let expand = fire.expand(&squeeze.relu());
+                let out = expand.relu();
+                let pooled = if i == 1 || i == 3 {
+                    let (p, indices) = pool(&out);
+                    h = p;
+                    Some(indices)
+                } else {
+                    h = out;
+                    None
+                };
+                kept.push((input, squeeze, expand, pooled));
+            }
+            // The head: each image's score is the mean of relu(z) over the
+            // positions of its class's map z = w . h + b.
+            let grads: Vec<Tensor> = targets
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| {
+                    let w = self.classifier.ws.narrow(0, t, 1);
+                    let b = self.classifier.bs.as_ref().map(|b| b.narrow(0, t, 1));
+                    let hi = h.narrow(0, i as i64, 1);
+                    let z = hi.conv2d(&w, b.as_ref(), [1, 1], [0, 0], [1, 1], 1);
+                    let seed = z.ones_like() / (z.size()[2] * z.size()[3]) as f64;
+                    conv_input_grad(&guided_relu(&seed, &z), &w, 1, 0, &hi.size())
+                })
+                .collect();
+            let mut g = Tensor::cat(&grads, 0);
+            for (fire, (input, squeeze, expand, pooled)) in self.fires.iter().zip(kept).rev() {
+                if let Some(indices) = pooled {
+                    g = max_pool2d_backward(&g, &indices, &expand.size());
+                }
+                g = fire.expand_input_grad(&guided_relu(&g, &expand), &squeeze.size());
+                g = fire.squeeze_input_grad(&guided_relu(&g, &squeeze), &input);
+            }
+            g = max_pool2d_backward(&g, &first_pool, &a.size());
+            conv_input_grad(&guided_relu(&g, &a), &self.conv1.ws, 2, 0, &xs.size())
+        })
+    }
+}
+
 /// Classifier convolution, ReLU, global average pooling, `[N, classes]`.
 fn head(features: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
     features
@@ -169,6 +232,11 @@ impl Layer for SqueezeNet11 {
         Some(self.classifier.ws.size()[0])
     }
 
+    /// By hand (see `guided_by_hand`): the passes Captum's hooks make.
+    fn guided_gradient(&self, x: &Tensor, targets: &[i64]) -> Option<Tensor> {
+        Some(self.guided_by_hand(x, targets))
+    }
+
     /// The features once, then each image's class row of the classifier
     /// (bit for bit the whole classifier's numbers, a tenth faster).
     fn target_scores(&self, xs: &Tensor, targets: &[i64]) -> Option<Tensor> {
@@ -193,5 +261,35 @@ impl Layer for SqueezeNet11 {
         };
         out.extend((0..=12).map(|i| format!("{prefix}features.{i}")));
         out.extend((0..=3).map(|i| format!("{prefix}classifier.{i}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::layers::guided_gradient;
+    use tch::{nn, Device, Kind};
+
+    /// Guided Backprop by hand equals the guided pass through autograd (the
+    /// generic route, one ReLU at a time) to rounding, on random weights.
+    #[test]
+    fn guided_backprop_by_hand_equals_the_guided_pass() {
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = SqueezeNet11::new(&vs.root(), 10);
+        let x = Tensor::randn([2, 3, 96, 96], (Kind::Float, Device::Cpu));
+        let targets = [3, 7];
+        let input = x.detach().set_requires_grad(true);
+        let mut pass = Pass::guided();
+        let logits = net.forward_traced(&input, &mut pass, "");
+        let score = logits
+            .gather(1, &Tensor::from_slice(&targets).view([2, 1]), false)
+            .sum(Kind::Float);
+        let traced = guided_gradient(pass, &score, &input).unwrap();
+        let by_hand = net.guided_by_hand(&x, &targets);
+        assert_eq!(by_hand.size(), x.size());
+        let err = (&by_hand - &traced).norm().double_value(&[]) / traced.norm().double_value(&[]);
+        assert!(traced.norm().double_value(&[]) > 0.0);
+        assert!(err <= 1e-5, "relative error {err:.1e}");
     }
 }
