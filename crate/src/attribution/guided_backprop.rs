@@ -8,7 +8,10 @@
 //! It needs to see the network's ReLUs: it works on networks built from the
 //! crate's [`layers`](crate::model::layers) (SqueezeNet from
 //! [`squeezenet1_1`](crate::squeezenet1_1) among them), not on an opaque tch
-//! module.
+//! module. A network that computes it by hand
+//! ([`Network::guided_gradient`]: SqueezeNet) does so; any other goes through
+//! a guided [`Pass`], one stretch of autograd's backward pass between ReLUs at
+//! a time.
 
 use tch::Tensor;
 
