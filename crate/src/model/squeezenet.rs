@@ -129,6 +129,15 @@ impl SqueezeNet11 {
 }
 
 impl SqueezeNet11 {
+    /// The classifier's weight and bias for class `class` alone.
+    fn class_row(&self, class: i64) -> (Tensor, Option<Tensor>) {
+        let w = self.classifier.ws.narrow(0, class, 1);
+        (
+            w,
+            self.classifier.bs.as_ref().map(|b| b.narrow(0, class, 1)),
+        )
+    }
+
     /// Guided Backprop's gradient of each image's target score, `[N, 3, H,
     /// W]`, by hand: a forward pass in torchvision's order that keeps what
     /// the backward pass needs (each ReLU's input, each pooling's indices),
@@ -170,8 +179,7 @@ impl SqueezeNet11 {
                 .iter()
                 .enumerate()
                 .map(|(i, &t)| {
-                    let w = self.classifier.ws.narrow(0, t, 1);
-                    let b = self.classifier.bs.as_ref().map(|b| b.narrow(0, t, 1));
+                    let (w, b) = self.class_row(t);
                     let hi = h.narrow(0, i as i64, 1);
                     let z = hi.conv2d(&w, b.as_ref(), [1, 1], [0, 0], [1, 1], 1);
                     let seed = z.ones_like() / (z.size()[2] * z.size()[3]) as f64;
@@ -225,8 +233,7 @@ impl Layer for SqueezeNet11 {
 
     /// The features, then that class's row of the classifier only.
     fn class_score(&self, xs: &Tensor, class: i64) -> Option<Tensor> {
-        let w = self.classifier.ws.narrow(0, class, 1);
-        let b = self.classifier.bs.as_ref().map(|b| b.narrow(0, class, 1));
+        let (w, b) = self.class_row(class);
         Some(head(&self.features(xs, &mut Pass::new()), &w, b.as_ref()).view([-1]))
     }
 
@@ -247,8 +254,7 @@ impl Layer for SqueezeNet11 {
             .iter()
             .enumerate()
             .map(|(i, &t)| {
-                let w = self.classifier.ws.narrow(0, t, 1);
-                let b = self.classifier.bs.as_ref().map(|b| b.narrow(0, t, 1));
+                let (w, b) = self.class_row(t);
                 head(&features.narrow(0, i as i64, 1), &w, b.as_ref()).view([-1])
             })
             .collect();
