@@ -26,24 +26,25 @@ use tch::{Kind, Tensor};
 /// `x.max_pool2d(kernel, stride, 0, 1, ceil_mode)`, square windows: through
 /// [`fast_indices`] for a contiguous CPU float batch, else libtorch's.
 pub(crate) fn max_pool2d(x: &Tensor, kernel: i64, stride: i64, ceil_mode: bool) -> Tensor {
-    let libtorch = || {
-        x.max_pool2d(
+    match fast_indices(x, kernel, stride, ceil_mode) {
+        Some((indices, ho, wo)) => gathered(x, &indices, ho, wo),
+        None => x.max_pool2d(
             [kernel, kernel],
             [stride, stride],
             [0, 0],
             [1, 1],
             ceil_mode,
-        )
-    };
-    match fast_indices(x, kernel, stride, ceil_mode) {
-        Some((indices, ho, wo)) => {
-            let (n, c) = (x.size()[0], x.size()[1]);
-            x.flatten(2, 3)
-                .gather(2, &indices, false)
-                .view([n, c, ho, wo])
-        }
-        None => libtorch(),
+        ),
     }
+}
+
+/// The pooled values `[N, C, Ho, Wo]`: `x`'s values at `indices` (from
+/// [`fast_indices`]), in the autograd graph.
+fn gathered(x: &Tensor, indices: &Tensor, ho: i64, wo: i64) -> Tensor {
+    let (n, c) = (x.size()[0], x.size()[1]);
+    x.flatten(2, 3)
+        .gather(2, indices, false)
+        .view([n, c, ho, wo])
 }
 
 /// `x.max_pool2d_with_indices(kernel, stride, 0, 1, ceil_mode)` without
@@ -55,15 +56,8 @@ pub(crate) fn max_pool2d_with_indices(
     stride: i64,
     ceil_mode: bool,
 ) -> (Tensor, Tensor) {
-    let (n, c) = (x.size()[0], x.size()[1]);
     match fast_indices(x, kernel, stride, ceil_mode) {
-        Some((indices, ho, wo)) => {
-            let values = x
-                .flatten(2, 3)
-                .gather(2, &indices, false)
-                .view([n, c, ho, wo]);
-            (values, indices)
-        }
+        Some((indices, ho, wo)) => (gathered(x, &indices, ho, wo), indices),
         None => {
             let (values, indices) = x.max_pool2d_with_indices(
                 [kernel, kernel],
@@ -113,14 +107,7 @@ fn fast_indices(
     ceil_mode: bool,
 ) -> Option<(Tensor, i64, i64)> {
     let size = x.size();
-    if size.len() != 4
-        || x.kind() != Kind::Float
-        || x.device() != tch::Device::Cpu
-        || !x.is_contiguous()
-        || kernel < 1
-        || stride < 1
-        || size.iter().any(|&d| d < 1)
-    {
+    if size.len() != 4 || kernel < 1 || stride < 1 || size.iter().any(|&d| d < 1) {
         return None;
     }
     let dims: Vec<usize> = size
@@ -132,17 +119,19 @@ fn fast_indices(
     let ho = output_size(h, k, s, ceil_mode)?;
     let wo = output_size(w, k, s, ceil_mode)?;
     u32::try_from(h * w).ok()?;
-    let indices = Tensor::empty(
-        [size[0], size[1], (ho * wo) as i64],
-        (Kind::Int64, x.device()),
-    );
     let plane = Plane { h, w, k, s, wo };
-    // SAFETY: `indices` was just made, contiguous, of `planes * ho * wo`
-    // 64-bit integers, and nothing else refers to its memory until this
-    // function returns it.
-    let output =
-        unsafe { std::slice::from_raw_parts_mut(indices.data_ptr() as *mut i64, planes * ho * wo) };
+    // Only for a contiguous CPU float tensor (`with_f32_data`'s test).
     crate::support::with_f32_data(x, |input| {
+        let indices = Tensor::empty(
+            [size[0], size[1], (ho * wo) as i64],
+            (Kind::Int64, x.device()),
+        );
+        // SAFETY: `indices` was just made, contiguous, of `planes * ho * wo`
+        // 64-bit integers, and nothing else refers to its memory until this
+        // function returns it.
+        let output = unsafe {
+            std::slice::from_raw_parts_mut(indices.data_ptr() as *mut i64, planes * ho * wo)
+        };
         // Work goes out a few planes at a time to whichever thread is free:
         // right after a libtorch operation its OpenMP threads still spin on the
         // other cores for a while, and a fixed split would wait for the thread
@@ -171,8 +160,8 @@ fn fast_indices(
             }
             run();
         });
-    })?;
-    Some((indices, ho as i64, wo as i64))
+        (indices, ho as i64, wo as i64)
+    })
 }
 
 /// One plane's geometry: input `h x w`, window `k`, stride `s`, output
