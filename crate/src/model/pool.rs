@@ -18,6 +18,9 @@
 //! The pooled values are then `gather`ed from the input by those indices, in
 //! the autograd graph, so the backward pass (`gather`'s, a `scatter_add` in
 //! output order) adds the gradients in the order libtorch's pooling does.
+//!
+//! Planes go to the threads of libtorch's own OpenMP team where libtorch's
+//! OpenMP is libgomp (its `GOMP_parallel`), else to threads of the crate's.
 
 use std::sync::Mutex;
 
@@ -118,8 +121,9 @@ fn fast_indices(
     let (k, s) = (usize::try_from(kernel).ok()?, usize::try_from(stride).ok()?);
     let ho = output_size(h, k, s, ceil_mode)?;
     let wo = output_size(w, k, s, ceil_mode)?;
-    u32::try_from(h * w).ok()?;
     let plane = Plane { h, w, k, s, wo };
+    // Every index the kernel forms, the padding's included, fits 32 bits.
+    u32::try_from(h * w + plane.phase_len() * s + k).ok()?;
     // Only for a contiguous CPU float tensor (`with_f32_data`'s test).
     crate::support::with_f32_data(x, |input| {
         let indices = Tensor::empty(
@@ -132,10 +136,8 @@ fn fast_indices(
         let output = unsafe {
             std::slice::from_raw_parts_mut(indices.data_ptr() as *mut i64, planes * ho * wo)
         };
-        // Work goes out a few planes at a time to whichever thread is free:
-        // right after a libtorch operation its OpenMP threads still spin on the
-        // other cores for a while, and a fixed split would wait for the thread
-        // that shares a core with one.
+        // Work goes out a few planes at a time to whichever thread is free,
+        // on libtorch's own OpenMP threads where there are several.
         let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
         let group = 4;
         let work = Mutex::new(
@@ -154,14 +156,94 @@ fn fast_indices(
                 }
             }
         };
-        std::thread::scope(|scope| {
-            for _ in 1..threads.min(planes.div_ceil(group)) {
-                scope.spawn(run);
-            }
+        let threads = threads.min(planes.div_ceil(group));
+        if threads <= 1 {
             run();
-        });
+        } else if !openmp::parallel(threads, &run) {
+            std::thread::scope(|scope| {
+                for _ in 1..threads {
+                    scope.spawn(run);
+                }
+                run();
+            });
+        }
         (indices, ho as i64, wo as i64)
     })
+}
+
+/// libtorch's own OpenMP threads, for work of the crate's.
+mod openmp {
+    use std::ffi::{c_uint, c_void};
+    use std::sync::{Mutex, OnceLock};
+
+    /// libgomp's `GOMP_parallel(fn, data, num_threads, flags)`, the entry
+    /// point GCC compiles `#pragma omp parallel` to.
+    type Parallel = unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint);
+
+    /// `GOMP_parallel` of the OpenMP library libtorch loaded, if it loaded
+    /// libgomp.
+    fn entry() -> Option<Parallel> {
+        static ENTRY: OnceLock<Option<Parallel>> = OnceLock::new();
+        *ENTRY.get_or_init(|| {
+            #[cfg(target_os = "linux")]
+            // SAFETY: `RTLD_NOLOAD` only finds a library that is already
+            // loaded (libtorch's libgomp; nothing is loaded or run), and
+            // `GOMP_parallel` has had this signature since libgomp 4.9.
+            unsafe {
+                let lib = libc::dlopen(
+                    c"libgomp.so.1".as_ptr(),
+                    libc::RTLD_LAZY | libc::RTLD_NOLOAD,
+                );
+                if lib.is_null() {
+                    return None;
+                }
+                let symbol = libc::dlsym(lib, c"GOMP_parallel".as_ptr());
+                (!symbol.is_null()).then(|| std::mem::transmute::<*mut c_void, Parallel>(symbol))
+            }
+            #[cfg(not(target_os = "linux"))]
+            None
+        })
+    }
+
+    /// Runs `run` on each of `threads` threads of libtorch's OpenMP team,
+    /// the calling thread among them, and returns when all have finished;
+    /// `false`, without running it, where libtorch's OpenMP is not libgomp.
+    ///
+    /// Threads of the crate's own would share the cores with the team's,
+    /// which spin for a while after each of libtorch's operations: with
+    /// them, the pooling kernel on two threads made the vanilla gradient no
+    /// faster than on one (`crate/benches/LOG.md`).
+    pub(super) fn parallel(threads: usize, run: &(dyn Fn() + Sync)) -> bool {
+        let Some(parallel) = entry() else {
+            return false;
+        };
+        struct Job<'a> {
+            run: &'a (dyn Fn() + Sync),
+            panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+        }
+        extern "C" fn each(data: *mut c_void) {
+            // SAFETY: `data` is the `Job` below, alive until `GOMP_parallel`
+            // returns, which is after every thread has left this function.
+            let job = unsafe { &*(data as *const Job) };
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.run)) {
+                if let Ok(mut slot) = job.panic.lock() {
+                    slot.get_or_insert(panic);
+                }
+            }
+        }
+        let job = Job {
+            run,
+            panic: Mutex::new(None),
+        };
+        let threads = c_uint::try_from(threads).unwrap_or(c_uint::MAX);
+        // SAFETY: `each` does not unwind (panics are caught and carried
+        // over), and `job` outlives the call.
+        unsafe { parallel(each, &job as *const Job as *mut c_void, threads, 0) };
+        if let Some(panic) = job.panic.into_inner().ok().flatten() {
+            std::panic::resume_unwind(panic);
+        }
+        true
+    }
 }
 
 /// One plane's geometry: input `h x w`, window `k`, stride `s`, output
@@ -175,25 +257,35 @@ struct Plane {
     wo: usize,
 }
 
-/// Per-thread work arrays.
+/// Per-thread work arrays. Rows are `len` ([`Plane::phase_len`]) long: a
+/// row's output columns `0..wo`, then padding whose values no output reads.
 struct Scratch {
-    /// One input row split by column phase, each phase padded with -inf.
+    /// The plane split by column phase: phase `p` holds each row's columns
+    /// `p, p + s, p + 2s, ...`, padded with -inf, the phases one after the
+    /// other, each `h * len + (k - 1) / s` long.
     phases: Vec<f32>,
-    /// Each input row's maximum over each output column's window, and its
-    /// column.
+    /// Each row's maximum over each output column's window, and its index
+    /// in the plane.
     row_max: Vec<f32>,
-    row_col: Vec<u32>,
-    /// The running maximum over a window's rows, and its index.
+    row_arg: Vec<u32>,
+    /// The index in the plane of each row's window's first column.
+    first: Vec<u32>,
+    /// The maximum over one output row's windows, and its index.
     max: Vec<f32>,
     arg: Vec<u32>,
 }
 
 impl Scratch {
     fn new(p: &Plane) -> Self {
+        let len = p.phase_len();
+        let first = (0..p.h)
+            .flat_map(|r| (0..len).map(move |o| (r * p.w + o * p.s) as u32))
+            .collect();
         Scratch {
-            phases: vec![0.0; p.s * p.phase_len()],
-            row_max: vec![0.0; p.h * p.wo],
-            row_col: vec![0; p.h * p.wo],
+            phases: vec![f32::NEG_INFINITY; p.s * p.phase_stride()],
+            row_max: vec![0.0; p.h * len],
+            row_arg: vec![0; p.h * len],
+            first,
             max: vec![0.0; p.wo],
             arg: vec![0; p.wo],
         }
@@ -210,75 +302,90 @@ fn update(max: &mut f32, arg: &mut u32, value: f32, index: u32) {
 }
 
 impl Plane {
-    /// The length of one column phase: every output's window, padded.
+    /// The length of one row of a column phase: every output's window,
+    /// padded.
     fn phase_len(&self) -> usize {
         self.wo + (self.k - 1) / self.s
+    }
+
+    /// The length of one column phase of the whole plane.
+    fn phase_stride(&self) -> usize {
+        self.h * self.phase_len() + (self.k - 1) / self.s
     }
 
     /// The window maxima's indices of one plane `x` (`h * w`) into `out`
     /// (`ho * wo`).
     fn argmax(&self, x: &[f32], out: &mut [i64], t: &mut Scratch) {
-        let (w, k, s, wo) = (self.w, self.k, self.s, self.wo);
-        let len = self.phase_len();
+        // The window and stride as constants where they are SqueezeNet's
+        // (and the common 2 x 2), so that the loops compile for them.
+        match (self.k, self.s) {
+            (3, 2) => self.argmax_with(3, 2, x, out, t),
+            (2, 2) => self.argmax_with(2, 2, x, out, t),
+            (k, s) => self.argmax_with(k, s, x, out, t),
+        }
+    }
+
+    #[inline(always)]
+    fn argmax_with(&self, k: usize, s: usize, x: &[f32], out: &mut [i64], t: &mut Scratch) {
+        let (h, w, wo) = (self.h, self.w, self.wo);
+        let len = wo + (k - 1) / s;
+        let stride = h * len + (k - 1) / s;
+        // Phase p, row r, position q: column q * s + p; window j of output o
+        // is column o * s + j: phase j % s, position o + j / s.
+        let whole = (w / s).min(len);
         for (r, row) in x.chunks_exact(w).enumerate() {
-            // Phase p holds columns p, p + s, p + 2s, ...; window j of
-            // output o is column o * s + j = phase j % s, position o + j / s.
-            for (p, phase) in t.phases.chunks_exact_mut(len).enumerate() {
+            for (q, columns) in row.chunks_exact(s).enumerate().take(whole) {
+                for (p, &v) in columns.iter().enumerate() {
+                    t.phases[p * stride + r * len + q] = v;
+                }
+            }
+            for p in 0..s {
                 let valid = if p < w {
                     (w - p).div_ceil(s).min(len)
                 } else {
                     0
                 };
-                if s == 1 {
-                    phase[..valid].copy_from_slice(&row[p..p + valid]);
-                } else {
-                    // Whole strides first (this form vectorises).
-                    let whole = ((w - p.min(w)) / s).min(valid);
-                    for (d, c) in phase[..whole].iter_mut().zip(row[p..].chunks_exact(s)) {
-                        *d = c[0];
-                    }
-                    for (q, d) in phase[..valid].iter_mut().enumerate().skip(whole) {
-                        *d = row[q * s + p];
-                    }
+                let phase = &mut t.phases[p * stride + r * len..p * stride + (r + 1) * len];
+                for (q, d) in phase.iter_mut().enumerate().take(valid).skip(whole) {
+                    *d = row[q * s + p];
                 }
                 phase[valid..].fill(f32::NEG_INFINITY);
             }
-            let max = &mut t.row_max[r * wo..(r + 1) * wo];
-            let col = &mut t.row_col[r * wo..(r + 1) * wo];
-            for (o, (m, c)) in max.iter_mut().zip(col.iter_mut()).enumerate() {
-                *m = f32::NEG_INFINITY;
-                *c = (o * s) as u32;
-            }
-            for j in 0..k {
-                let start = (j % s) * len + j / s;
-                let candidates = &t.phases[start..start + wo];
-                for (o, ((m, c), &v)) in max
-                    .iter_mut()
-                    .zip(col.iter_mut())
-                    .zip(candidates)
-                    .enumerate()
-                {
-                    update(m, c, v, (o * s + j) as u32);
-                }
+        }
+        // Each row's maximum over each window's columns, the whole plane in
+        // one sweep per column of the window (the padding's too).
+        let n = h * len;
+        let (max, arg, first) = (&mut t.row_max[..n], &mut t.row_arg[..n], &t.first[..n]);
+        max.copy_from_slice(&t.phases[..n]);
+        arg.copy_from_slice(first);
+        for j in 1..k {
+            let start = (j % s) * stride + j / s;
+            let candidates = &t.phases[start..start + n];
+            let j = j as u32;
+            for (((m, a), &v), &f) in max
+                .iter_mut()
+                .zip(arg.iter_mut())
+                .zip(candidates)
+                .zip(first)
+            {
+                update(m, a, v, f + j);
             }
         }
+        // Then over each window's rows (rows past the plane, in ceil mode,
+        // hold no candidates).
+        let (max, arg) = (&mut t.max[..wo], &mut t.arg[..wo]);
         for (oh, out_row) in out.chunks_exact_mut(wo).enumerate() {
-            let (r0, r1) = (oh * s, (oh * s + k).min(self.h));
-            for (o, (m, a)) in t.max.iter_mut().zip(t.arg.iter_mut()).enumerate() {
-                *m = f32::NEG_INFINITY;
-                *a = (r0 * w + o * s) as u32;
-            }
-            for r in r0..r1 {
-                let base = (r * w) as u32;
-                let values = &t.row_max[r * wo..(r + 1) * wo];
-                let cols = &t.row_col[r * wo..(r + 1) * wo];
-                for (((m, a), &v), &c) in
-                    t.max.iter_mut().zip(t.arg.iter_mut()).zip(values).zip(cols)
-                {
-                    update(m, a, v, base + c);
+            let r0 = oh * s;
+            max.copy_from_slice(&t.row_max[r0 * len..r0 * len + wo]);
+            arg.copy_from_slice(&t.row_arg[r0 * len..r0 * len + wo]);
+            for r in r0 + 1..(r0 + k).min(h) {
+                let values = &t.row_max[r * len..r * len + wo];
+                let args = &t.row_arg[r * len..r * len + wo];
+                for (((m, a), &v), &i) in max.iter_mut().zip(arg.iter_mut()).zip(values).zip(args) {
+                    update(m, a, v, i);
                 }
             }
-            for (o, &a) in out_row.iter_mut().zip(&t.arg) {
+            for (o, &a) in out_row.iter_mut().zip(arg.iter()) {
                 *o = i64::from(a);
             }
         }
@@ -401,6 +508,27 @@ mod tests {
                 let _ = x.take(&i);
             });
             println!("[5, {c}, {hw}, {hw}]: libtorch {lt:.2} ms, indices {idx:.2} ms, with gather {all:.2} ms, gather alone {gather:.2} ms, take {take:.2}");
+        }
+    }
+
+    #[test]
+    fn work_runs_on_libtorchs_openmp_threads() {
+        use std::collections::HashSet;
+        // libtorch (and with it its OpenMP) is loaded and started.
+        let _ = Tensor::ones([64, 64], (Kind::Float, Device::Cpu)).sum(Kind::Float);
+        let threads = Mutex::new(HashSet::new());
+        let on_team = openmp::parallel(2, &|| {
+            threads.lock().unwrap().insert(std::thread::current().id());
+        });
+        // The wheels' libtorch for Linux brings libgomp.
+        if cfg!(target_os = "linux") {
+            assert!(on_team, "libgomp's GOMP_parallel not found");
+            assert_eq!(threads.lock().unwrap().len(), 2);
+            // A panic on the team comes back to the caller.
+            let panicked = std::panic::catch_unwind(|| {
+                openmp::parallel(2, &|| panic!("on purpose, on an OpenMP thread"))
+            });
+            assert!(panicked.is_err());
         }
     }
 
