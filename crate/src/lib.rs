@@ -127,7 +127,7 @@ pub use data::{load_image_file, load_imagenet_val, ImagenetVal, NUM_CLASSES};
 pub use device::{best_device, parse_device};
 pub use error::{Error, Result};
 pub use model::{class_scores, gather_scores, squeezenet1_1, top1, Model, Network};
-pub use support::CPU_CHUNK;
+pub use support::{chunk_ranges, CPU_CHUNK};
 pub use transforms::{
     blur_image, deprocess, preprocess, preprocess_batch, rescale, SQUEEZENET_MEAN, SQUEEZENET_STD,
 };

@@ -168,9 +168,42 @@ pub(crate) fn input_gradient(
 /// goes at once.
 pub const CPU_CHUNK: i64 = 5;
 
-/// Runs `f` on `x` in chunks of [`CPU_CHUNK`] images on the CPU (whole on
-/// another device), with each chunk's targets, and concatenates the results
-/// along the first axis. Each image's result must depend on that image alone.
+/// The chunks of at most `size` of `n` images, in order, as index ranges;
+/// a last chunk that would hold one image joins the chunk before it (with
+/// `size` above 1). oneDNN computes a batch of one image with other kernels
+/// than a larger batch, which round differently: the lab's image 24 alone
+/// is 9.2e-4 (relative L2) from its vanilla gradient in any larger batch,
+/// where every batch size from 2 to 25 agrees bit for bit
+/// (`crate/benches/LOG.md`). So `n` images in chunks give each image the
+/// numbers of the whole batch at once, as the reference implementations
+/// compute it.
+///
+/// ```
+/// use saliency_lab::chunk_ranges;
+/// assert_eq!(chunk_ranges(11, 5), [0..5, 5..11]);
+/// assert_eq!(chunk_ranges(12, 5), [0..5, 5..10, 10..12]);
+/// assert_eq!(chunk_ranges(3, 1), [0..1, 1..2, 2..3]);
+/// ```
+#[must_use]
+pub fn chunk_ranges(n: usize, size: usize) -> Vec<std::ops::Range<usize>> {
+    let size = size.max(1);
+    let mut ranges: Vec<_> = (0..n)
+        .step_by(size)
+        .map(|start| start..(start + size).min(n))
+        .collect();
+    if size > 1 && ranges.len() > 1 && ranges.last().is_some_and(|r| r.len() == 1) {
+        let last = ranges.pop().map_or(n, |r| r.end);
+        if let Some(before) = ranges.last_mut() {
+            before.end = last;
+        }
+    }
+    ranges
+}
+
+/// Runs `f` on `x` in chunks of [`CPU_CHUNK`] images on the CPU
+/// ([`chunk_ranges`]; whole on another device), with each chunk's targets,
+/// and concatenates the results along the first axis. Each image's result
+/// must depend on that image alone.
 pub(crate) fn in_chunks(
     x: &Tensor,
     targets: &[i64],
@@ -180,15 +213,9 @@ pub(crate) fn in_chunks(
     if x.device() != Device::Cpu || n <= CPU_CHUNK {
         return f(x, targets);
     }
-    let parts = (0..n)
-        .step_by(CPU_CHUNK as usize)
-        .map(|start| {
-            let k = CPU_CHUNK.min(n - start);
-            f(
-                &x.narrow(0, start, k),
-                &targets[start as usize..(start + k) as usize],
-            )
-        })
+    let parts = chunk_ranges(n as usize, CPU_CHUNK as usize)
+        .into_iter()
+        .map(|r| f(&x.narrow(0, r.start as i64, r.len() as i64), &targets[r]))
         .collect::<Result<Vec<_>>>()?;
     Ok(Tensor::cat(&parts, 0))
 }

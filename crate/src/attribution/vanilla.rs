@@ -39,9 +39,10 @@ impl Method for Vanilla {
 /// (`X.grad`). `x` is a preprocessed batch `[N, C, H, W]`, `targets` one class
 /// per image. The network runs in evaluation mode, whole, in the default
 /// layout; its weights receive no gradient. On the CPU the batch goes through
-/// in chunks of [`CPU_CHUNK`](crate::CPU_CHUNK) images: each image's
-/// gradient depends on that image alone, so the numbers are the same, bit for
-/// bit, and come faster (a small batch's activations stay in the caches).
+/// in chunks of [`CPU_CHUNK`](crate::CPU_CHUNK) images, never one image alone
+/// ([`chunk_ranges`](crate::chunk_ranges)): each image's gradient depends on
+/// that image alone, so the numbers are the same, bit for bit, and come
+/// faster (a small batch's activations stay in the caches).
 ///
 /// Backpropagating the sum of the target scores is the lab's
 /// `scores.backward(torch.ones(N))`: each image's score depends on that image

@@ -689,7 +689,9 @@ struct Maps {
 }
 
 /// Runs `method` a few images at a time (each image's attribution depends
-/// on that image alone), with a progress bar and its warnings on stderr.
+/// on that image alone; `chunk_ranges` never leaves one image alone in a
+/// chunk of single-pass methods), with a progress bar and its warnings on
+/// stderr.
 fn attribute(
     method: &dyn attribution::Method,
     model: &Model,
@@ -706,8 +708,8 @@ fn attribute(
     };
     let bar = progress(n, name);
     let mut parts = Vec::new();
-    for start in (0..n).step_by(per_call) {
-        let k = per_call.min(n - start);
+    for range in saliency_lab::chunk_ranges(n, per_call) {
+        let (start, k) = (range.start, range.len());
         let a = method.attribute(
             model,
             &x.narrow(0, start as i64, k as i64),
