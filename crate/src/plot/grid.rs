@@ -593,9 +593,9 @@ pub(crate) fn ensure_fonts() {
     });
 }
 
-/// Draws the labels, shrinking a label's font (down to 11 px) and then
-/// shortening it with "…" until it fits its width, so titles are never
-/// clipped.
+/// Draws the labels, shrinking a label's font (down to 11 px, its bottom
+/// kept in place) and then shortening it with "…" until it fits its width,
+/// so titles are never clipped.
 pub(crate) fn draw_labels(fig: &mut Figure, labels: &[Label]) -> Result<()> {
     ensure_fonts();
     let (w, h) = (fig.width, fig.height);
@@ -633,7 +633,10 @@ pub(crate) fn draw_labels(fig: &mut Figure, labels: &[Label]) -> Result<()> {
                 text = chars.into_iter().collect::<String>().trim_end().to_string() + "…";
             }
         }
-        root.draw(&Text::new(text, (l.x as i32, l.y as i32), style_of(size)))
+        // A shrunk label keeps its bottom where the full-size one's was,
+        // next to what it names (a panel's title just above its panel).
+        let y = l.y as i32 + (l.size - size).round() as i32;
+        root.draw(&Text::new(text, (l.x as i32, y), style_of(size)))
             .map_err(|e| plot_err(&e))?;
     }
     root.present().map_err(|e| plot_err(&e))?;
