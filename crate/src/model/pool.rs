@@ -138,8 +138,10 @@ fn fast_indices(
         };
         // Work goes out a few planes at a time to whichever thread is free,
         // on libtorch's own OpenMP threads where there are several.
-        let threads = usize::try_from(tch::get_num_threads()).unwrap_or(1).max(1);
         let group = 4;
+        let threads = usize::try_from(tch::get_num_threads())
+            .unwrap_or(1)
+            .clamp(1, planes.div_ceil(group));
         let work = Mutex::new(
             input
                 .chunks(group * h * w)
@@ -156,8 +158,7 @@ fn fast_indices(
                 }
             }
         };
-        let threads = threads.min(planes.div_ceil(group));
-        if threads <= 1 {
+        if threads == 1 {
             run();
         } else if !openmp::parallel(threads, &run) {
             std::thread::scope(|scope| {
@@ -292,6 +293,16 @@ impl Scratch {
     }
 }
 
+/// The column phases' geometry for `h` rows of `wo` outputs, window `k`,
+/// stride `s`: the length of one row of a phase (every output's window,
+/// padded) and of one phase of the whole plane. Inlined, so that a window
+/// and stride known at compile time stay constants.
+#[inline(always)]
+fn phase_geometry(h: usize, wo: usize, k: usize, s: usize) -> (usize, usize) {
+    let len = wo + (k - 1) / s;
+    (len, h * len + (k - 1) / s)
+}
+
 /// libtorch's update rule, without a branch: `(value, index)` replaces
 /// `(max, arg)` where `value > max` or `value` is NaN.
 #[inline(always)]
@@ -305,12 +316,12 @@ impl Plane {
     /// The length of one row of a column phase: every output's window,
     /// padded.
     fn phase_len(&self) -> usize {
-        self.wo + (self.k - 1) / self.s
+        phase_geometry(self.h, self.wo, self.k, self.s).0
     }
 
     /// The length of one column phase of the whole plane.
     fn phase_stride(&self) -> usize {
-        self.h * self.phase_len() + (self.k - 1) / self.s
+        phase_geometry(self.h, self.wo, self.k, self.s).1
     }
 
     /// The window maxima's indices of one plane `x` (`h * w`) into `out`
@@ -328,8 +339,7 @@ impl Plane {
     #[inline(always)]
     fn argmax_with(&self, k: usize, s: usize, x: &[f32], out: &mut [i64], t: &mut Scratch) {
         let (h, w, wo) = (self.h, self.w, self.wo);
-        let len = wo + (k - 1) / s;
-        let stride = h * len + (k - 1) / s;
+        let (len, stride) = phase_geometry(h, wo, k, s);
         // Phase p, row r, position q: column q * s + p; window j of output o
         // is column o * s + j: phase j % s, position o + j / s.
         let whole = (w / s).min(len);
