@@ -36,7 +36,7 @@ prepare() {
     # libtorch_cuda itself is loaded at run time (saliency_lab::device).
     (cd "$g/src" && env -u LIBTORCH_USE_PYTORCH LIBTORCH="$g/libtorch/torch" LIBTORCH_BYPASS_VERSION_CHECK=1 \
         CARGO_TARGET_DIR="$g/target" RUSTFLAGS="-C link-arg=-Wl,--allow-shlib-undefined" \
-        cargo build --release --quiet --example bench)
+        cargo build --release --quiet --all-features --example bench)
     mkdir -p .git/info .gpu/bin .gpu/whl
     grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exclude
     cp "$g/target/release/examples/bench" .gpu/bin/bench

@@ -14,6 +14,9 @@ settings for the `rust` kernel language; this script needs no nbgrader.
   scripts/make_student.py                       every notebooks/homework_*.ipynb -> ..._student.ipynb
   scripts/make_student.py SOLUTION.ipynb        that one
   scripts/make_student.py --check               fail if a committed student version is stale
+
+It also checks each solution against the grader's convention (homework.py):
+each test cell hands in the values its checks read.
 """
 import argparse
 import copy
@@ -21,6 +24,8 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from homework import Homework, HomeworkError
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -94,7 +99,12 @@ def main():
     stale = []
     for solution in solutions:
         target = solution.with_name(solution.stem + "_student.ipynb")
-        text = dumps(student_version(json.loads(solution.read_text())))
+        nb = json.loads(solution.read_text())
+        try:  # the grader's convention: each test hands in what its checks read
+            Homework(nb)
+        except HomeworkError as e:
+            sys.exit(f"{solution.name}: {e}")
+        text = dumps(student_version(nb))
         if args.check:
             if not target.exists() or target.read_text() != text:
                 stale.append(target.name)

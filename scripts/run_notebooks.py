@@ -17,19 +17,18 @@ slowest cells and the `:dep` cell is printed and written to report/timing.md.
 Run through scripts/env.sh (scripts/lab --headless does).
 """
 import argparse
-import base64
 import html
-import json
 import os
 import re
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from nbshared import cell_errors, cell_seconds, cell_timing, save_timing, side_by_side
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -54,23 +53,6 @@ LAB_SCORES = [
 ]
 
 
-def cell_seconds(cell):
-    t = cell.get("metadata", {}).get("execution", {})
-    try:
-        a = datetime.fromisoformat(t["iopub.execute_input"].replace("Z", "+00:00"))
-        b = datetime.fromisoformat(t["shell.execute_reply"].replace("Z", "+00:00"))
-        return (b - a).total_seconds()
-    except (KeyError, ValueError):
-        return None
-
-
-def cell_timing(nb):
-    """{grade_id: seconds} for an executed notebook's nbgrader cells that kept
-    their timing: a solution's timing gives the grader's cell limits."""
-    return {c.metadata["nbgrader"]["grade_id"]: t for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("grade_id") and (t := cell_seconds(c)) is not None}
-
-
 def execute(path, out_dir, timeout, allow_errors=True):
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
@@ -87,18 +69,6 @@ def execute(path, out_dir, timeout, allow_errors=True):
     out_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_dir / path.name)
     return nb, wall
-
-
-def cell_errors(cell):
-    """The error text a cell produced: compile errors (error outputs) and
-    anything on stderr (evcxr reports a panic or an `Err` from `?` there)."""
-    parts = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            parts.append(f"{out.get('ename')}: {out.get('evalue')}".strip() + "\n")
-        elif out.get("output_type") == "stream" and out.get("name") == "stderr":
-            parts.append(out.get("text", ""))
-    return "".join(parts).strip()
 
 
 def errors_of(nb, allowed=None):
@@ -193,7 +163,6 @@ def run_all(paths, timeout, jobs):
         return [(p, *execute(p, EXECUTED, timeout)) for p in paths]
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
-    from grade import side_by_side
     free, threads = side_by_side(jobs)
     order = sorted(range(len(paths)), key=lambda i: (paths[i].name not in SLOWEST_FIRST, i))
     results = [None] * len(paths)
@@ -235,7 +204,6 @@ def keep_solution_timing(path, nb):
     solution once more to time it)."""
     timing = cell_timing(nb)
     if timing:
-        from grade import save_timing
         save_timing(path, timing)
 
 

@@ -106,11 +106,15 @@ pub use {ndarray, tch};
 /// `use saliency_lab::prelude::*;`.
 pub mod prelude {
     pub use crate::attribution::{
-        self, blur_average, smoothgrad, vanilla_gradient, Baseline, GradCam, GuidedBackprop,
-        GuidedGradCam, InputXGradient, IntegratedGradients, Method, NoiseGenerator, NoiseSamples,
-        NoiseTunnel, Occlusion, Rule, SmoothGradConfig, Vanilla, LAB_SIGMAS,
+        self, blur_average, vanilla_gradient, Baseline, GradCam, GuidedBackprop, GuidedGradCam,
+        InputXGradient, IntegratedGradients, Method, Occlusion, Rule, Vanilla, LAB_SIGMAS,
+    };
+    #[cfg(feature = "noise-tunnel")]
+    pub use crate::attribution::{
+        smoothgrad, NoiseGenerator, NoiseSamples, NoiseTunnel, SmoothGradConfig,
     };
     pub use crate::convert::pretty;
+    pub use crate::hand_in;
     pub use crate::model::Network;
     pub use crate::plot::{self, Colormap, Figure, Grid, Panel, Scale};
     pub use crate::transforms::{stack_images, IMAGE_SIZE};

@@ -162,11 +162,90 @@ fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
+/// What a hostile submission (`hostile_escape`) tries to reach outside its
+/// sandbox, looked at from outside: a TCP port on 127.0.0.1 it connects to,
+/// files it would write, a process it leaves behind.
+struct Outside {
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    canaries: Vec<PathBuf>,
+    guarded: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl Outside {
+    fn watch() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:47123")
+            .expect("port 47123 on 127.0.0.1, which the hostile submission tries, is taken");
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for _ in listener.incoming() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let home = saliency_lab::assets::home();
+        let root = repo_root();
+        let canaries: Vec<PathBuf> = [
+            root.join("saliency-escape-canary"),
+            root.join("crate/saliency-escape-canary"),
+            home.join("saliency-escape-canary"),
+            home.join("grading/saliency-escape-canary"),
+            "/tmp/saliency-escape-canary".into(),
+            "/var/tmp/saliency-escape-canary".into(),
+            "/root/saliency-escape-canary".into(),
+            "/dev/shm/saliency-escape-canary".into(),
+        ]
+        .into();
+        for c in &canaries {
+            let _ = std::fs::remove_file(c);
+        }
+        let guarded = [root.join("crate/src/lib.rs"), root.join("Cargo.toml")]
+            .into_iter()
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            .collect();
+        Outside {
+            connections,
+            canaries,
+            guarded,
+        }
+    }
+
+    fn check(&self) {
+        assert_eq!(
+            self.connections.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "a graded notebook connected to 127.0.0.1:47123 outside its sandbox"
+        );
+        for c in &self.canaries {
+            assert!(!c.exists(), "a graded notebook wrote {}", c.display());
+        }
+        for (p, bytes) in &self.guarded {
+            assert!(
+                std::fs::read(p).unwrap() == *bytes,
+                "a graded notebook changed {}",
+                p.display()
+            );
+        }
+        let lingering = Command::new("pgrep")
+            .args(["-f", "sleep 600.5"])
+            .output()
+            .expect("pgrep");
+        assert!(
+            lingering.stdout.is_empty(),
+            "a graded notebook's process outlived it: pids {}",
+            String::from_utf8_lossy(&lingering.stdout)
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs set-up's Jupyter and Rust kernel (scripts/test runs it)"]
 fn grading_gives_each_kept_submission_the_marks_it_should() {
     let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("grading");
+    let outside = Outside::watch();
     let mut c = script("grade.py");
     c.arg(repo_root().join("crate/tests/submissions"))
         .arg("--out")
@@ -174,6 +253,7 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         .arg("--feedback")
         .arg(dir.join("feedback"));
     let out = run(c);
+    outside.check();
     let rows = read_csv(&dir.join("grades.csv"));
     const TESTS: [&str; 6] = [
         "test_shape",
@@ -191,8 +271,10 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         "test_noise_scale",
         "test_figure",
     ];
+    // A smooth_grad of zeros passes the shape, the map and the figure only.
+    const ZEROS_FAIL: &[&str] = &["test_noise_zero", "test_reference", "test_noise_scale"];
     // (student, total, the tests it fails)
-    let expected: [(&str, &str, &[&str]); 17] = [
+    let expected: [(&str, &str, &[&str]); 24] = [
         // Right, in several styles: full marks.
         ("correct", "7", &[]),
         ("one_at_a_time", "7", &[]),
@@ -219,11 +301,25 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         ("panics", "1", EVERY_TEST_BUT_MAP),
         ("endless", "1", EVERY_TEST_BUT_MAP),
         ("not_a_notebook", "0", &TESTS),
-        // The student version with its answer cells emptied, graded in a
-        // kernel that graded others before it (the fifth of the sorted
-        // submissions, two workers): no function or variable of theirs is
-        // left to pass its tests.
+        // The student version with its answer cells emptied: nothing of
+        // another student's is left to pass its tests.
         ("empty_answers", "0", &TESTS),
+        // Hostile: every verdict and value forged after the tests ran, or
+        // values handed in before them; the crate's own SmoothGrad called
+        // directly or through the method registry; the hidden tests' names
+        // shadowed, assert! disabled and the panic hook silenced, with a
+        // one-sample answer. Each gets what its own answer earns.
+        ("hostile_forge_after", "3", ZEROS_FAIL),
+        ("hostile_forge_before", "3", ZEROS_FAIL),
+        ("hostile_crate_smoothgrad", "1", EVERY_TEST_BUT_MAP),
+        ("hostile_crate_tunnel", "1", EVERY_TEST_BUT_MAP),
+        ("hostile_shadow", "5", &["test_reference"]),
+        // Tried to read the hidden tests and other notebooks, write outside
+        // its scratch folder, connect out and leave a process behind, and
+        // answers zeros if any of it worked; bombs (memory, output, a
+        // spinning thread, processes) after its tests.
+        ("hostile_escape", "7", &[]),
+        ("hostile_bombs", "7", &[]),
     ];
     check_grades(&rows, &TESTS, &expected, &out);
     let status = |s: &str| rows.iter().find(|r| r["student"] == s).unwrap()["status"].clone();
@@ -238,8 +334,20 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
     );
     assert!(fb("batch_range").contains("image 0: the noise is not 15%"));
     assert!(fb("two_rows_figure").contains("a grid of 3 rows of 5 panels"));
+    for s in ["hostile_crate_smoothgrad", "hostile_crate_tunnel"] {
+        assert!(
+            fb(s).contains("the crate's own answer to this homework, which grading withholds"),
+            "{s}: {}",
+            fb(s)
+        );
+    }
+    assert!(
+        fb("hostile_forge_before").contains("tampering"),
+        "{}",
+        fb("hostile_forge_before")
+    );
     // A line per notebook, with what is left.
-    assert!(out.contains("17/17 graded, 0 left"), "{out}");
+    assert!(out.contains("24/24 graded, 0 left"), "{out}");
 }
 
 #[test]
@@ -264,7 +372,7 @@ fn grading_the_deletion_homework() {
         "test_auc",
         "test_compare",
     ];
-    let expected: [(&str, &str, &[&str]); 8] = [
+    let expected: [(&str, &str, &[&str]); 10] = [
         ("correct", "5", &[]),
         ("batched", "5", &[]),
         (
@@ -307,10 +415,79 @@ fn grading_the_deletion_homework() {
                 "test_compare",
             ],
         ),
+        // Hostile: the crate's own RISE metric as the answer; a wrong answer
+        // whose hidden toy curve is rewritten, after its test, with the
+        // values a right one gives.
+        (
+            "hostile_crate_causal",
+            "1",
+            &[
+                "test_curve_shape",
+                "test_curve_toy",
+                "test_curve_reference",
+                "test_compare",
+            ],
+        ),
+        (
+            "hostile_forge_deletion",
+            "2",
+            &["test_curve_toy", "test_curve_reference", "test_compare"],
+        ),
     ];
     check_grades(&rows, &TESTS, &expected, &out);
     let fb = std::fs::read_to_string(dir.join("feedback/ascending.txt")).unwrap();
     assert!(fb.contains("most important pixels first"), "{fb}");
+    let fb = std::fs::read_to_string(dir.join("feedback/hostile_crate_causal.txt")).unwrap();
+    assert!(
+        fb.contains("`CausalMetric`") && fb.contains("withholds"),
+        "{fb}"
+    );
+}
+
+#[test]
+#[ignore = "needs set-up's Jupyter and Rust kernel (scripts/test runs it)"]
+fn grading_refuses_without_a_sandbox_unless_told_to_grade_unsafely() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("grading-unsandboxed");
+    std::fs::create_dir_all(dir.join("submissions")).unwrap();
+    std::fs::copy(
+        repo_root().join("crate/tests/submissions/correct.ipynb"),
+        dir.join("submissions/correct.ipynb"),
+    )
+    .unwrap();
+    let grade = |unsafe_flag: bool| {
+        let mut c = script("grade.py");
+        c.arg(dir.join("submissions"))
+            .arg("--out")
+            .arg(dir.join("grades.csv"))
+            .arg("--feedback")
+            .arg(dir.join("feedback"))
+            // No bubblewrap here: a machine that cannot sandbox.
+            .env("SALIENCY_LAB_BWRAP", dir.join("no-bwrap"));
+        if unsafe_flag {
+            c.arg("--unsafe-no-sandbox");
+        }
+        c
+    };
+    let out = grade(false).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "graded without a sandbox: {text}");
+    assert!(
+        text.contains("cannot grade safely on this machine: bubblewrap")
+            && text.contains("--unsafe-no-sandbox"),
+        "{text}"
+    );
+    assert!(!dir.join("grades.csv").exists());
+    // Told to: graded, and every line says so.
+    let out = run(grade(true));
+    assert!(
+        out.contains("WITHOUT A SANDBOX")
+            && out.contains("correct: 7/7")
+            && out.contains("[UNSANDBOXED]"),
+        "{out}"
+    );
+    let fb = std::fs::read_to_string(dir.join("feedback/correct.txt")).unwrap();
+    assert!(fb.contains("GRADED WITHOUT A SANDBOX"), "{fb}");
 }
 
 #[test]
@@ -348,7 +525,15 @@ fn nbgrader_generates_the_same_student_version_and_autogrades() {
         "nbgrader's release differs from scripts/make_student.py's"
     );
 
-    for (student, file) in [("alice", "correct"), ("carol", "batch_range")] {
+    // Two honest submissions, and a hostile one that forges every verdict
+    // and value after the tests ran (its own answer earns 3): under nbgrader
+    // too, a test passes only on the grader's verdict.
+    let students = [
+        ("alice", "correct", "7.0"),
+        ("carol", "batch_range", "6.0"),
+        ("eve", "hostile_forge_after", "3.0"),
+    ];
+    for (student, file, _) in students {
         let d = course.join("submitted").join(student).join("smoothgrad");
         std::fs::create_dir_all(&d).unwrap();
         std::fs::copy(
@@ -361,8 +546,9 @@ fn nbgrader_generates_the_same_student_version_and_autogrades() {
     cmd(&["export", "--to", "grades.csv"]);
     let rows = read_csv(&course.join("grades.csv"));
     let score = |s: &str| rows.iter().find(|r| r["student_id"] == s).unwrap()["score"].clone();
-    assert_eq!(score("alice"), "7.0");
-    assert_eq!(score("carol"), "6.0");
+    for (student, file, want) in students {
+        assert_eq!(score(student), want, "{student} ({file})");
+    }
 }
 
 /// Cell sources of a notebook, compared as text (no JSON crate needed: the

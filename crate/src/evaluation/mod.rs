@@ -13,14 +13,18 @@
 //! `structural_similarity` ([`similarity`]); deletion and insertion follow
 //! RISE's public `evaluation.py` step for step ([`causal`]).
 
+#[cfg(feature = "causal-metrics")]
 pub mod causal;
 pub mod controls;
+#[cfg(feature = "noise-tunnel")]
 mod convergence;
 pub mod randomisation;
 pub mod similarity;
 
+#[cfg(feature = "causal-metrics")]
 pub use causal::{auc, aucs, Causal, CausalMetric};
 pub use controls::{CentreGaussian, Edges, RandomMap};
+#[cfg(feature = "noise-tunnel")]
 pub use convergence::tunnel_convergence;
 pub use randomisation::{Order, Randomisation, RandomisationResult};
 pub use similarity::{normalise, spearman, ssim};

@@ -1,0 +1,663 @@
+"""The sandbox a graded notebook runs in: bubblewrap (Debian's `bubblewrap`),
+util-linux's `prlimit` and `setpriv`, and cgroups where the machine lets the
+grader make them.
+
+Each submission's worker (sandbox_worker.py) and its Rust kernel run in one
+sandbox of their own, made afresh for the notebook and gone after it:
+
+- a filesystem of read-only system folders, toolchain, venv, the lab's data
+  and weights, and the crate as the homework grades it (`grading_crate`:
+  without the features that answer the homework); writable only: an empty
+  working folder, a home, /tmp, the hand-in folder, and a copy of evcxr's
+  warmed build folder, all in memory (tmpfs) and gone afterwards. Nothing of
+  the project's clone but its workspace manifest: no solution notebook, no
+  hidden test, no other submission, no grade;
+- no network (a network namespace of its own: loopback only, where the
+  worker and its kernel talk ZMQ);
+- its own PID namespace: no process outlives the sandbox (`setsid` or a
+  double fork stay inside it; when the sandbox's first process ends, the
+  kernel kills the rest);
+- an unprivileged user: without root, a user namespace; as root, the
+  sandbox drops to a user id of its own (one per worker, 60000 + k) with no
+  capabilities, so root-owned files stay unreadable;
+- limits: memory and processes by a cgroup of its own where the grader can
+  make one (cgroup v2, or v1's memory and pids controllers), which also
+  gives it an equal share of the cores however many processes it starts
+  (cgroup v2's, or v1's cpu controller); else memory and processes by
+  `prlimit` per process; file size and core dumps by `prlimit`; time by the
+  grader, which kills the sandbox at the notebook's limit; what comes out is
+  read up to a cap.
+
+`Sandbox.check()` says why a machine cannot sandbox; grade.py then refuses,
+unless told `--unsafe-no-sandbox`.
+"""
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from nbshared import ROOT, lab_home, warm_folder
+
+WORKER = Path(__file__).resolve().parent / "sandbox_worker.py"
+OUTPUT_CAP = 64 << 20  # the worker's result, hand-ins included
+STDERR_CAP = 64 << 10
+MEMORY = 8 << 30  # at most, for a notebook's kernel, rustc, rust-analyzer, libtorch and its tmpfs
+PROCESSES = 512
+FILE_SIZE = 2 << 30
+TMPFS = {"/tmp": 1 << 30, "/dev/shm": 256 << 20, "/grading": 1 << 30}
+BASE_UID = 60000
+# Python packages of the venv a sandbox does not see: other libraries' own
+# answers to the homework (Captum's NoiseTunnel, Quantus' metrics).
+MASKED_PACKAGES = ["captum", "quantus"]
+# The grading build folder's recipe (a change makes it again).
+CACHE_FORMAT = "without the crate's and the cells' artifacts, checked"
+
+
+class SandboxUnavailable(RuntimeError):
+    """This machine cannot make the sandbox: the message says why and what to do."""
+
+
+def bwrap():
+    """bubblewrap: $SALIENCY_LAB_BWRAP, else on PATH, else set-up's unpacked copy."""
+    found = os.environ.get("SALIENCY_LAB_BWRAP") or shutil.which("bwrap") or (lab_home() / "sandbox" / "bwrap")
+    return str(found) if Path(found).exists() else None
+
+
+def host_paths():
+    """The host folders a sandbox sees read-only, as (source, destination)."""
+    venv = Path(os.environ.get("SALIENCY_LAB_VENV", lab_home() / "venv"))
+    python = venv / "bin" / "python"
+    base = subprocess.run([str(python), "-c", "import sys; print(sys.base_prefix)"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    rustup = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
+    cargo = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+    return venv, Path(base), rustup, cargo
+
+
+def rust_std_dir():
+    sysroot = subprocess.run(["rustc", "--print", "sysroot"], capture_output=True, text=True, check=True).stdout.strip()
+    host = re.search(r"^host: (.+)$", subprocess.run(["rustc", "-vV"], capture_output=True, text=True,
+                                                     check=True).stdout, re.M).group(1)
+    return f"{sysroot}/lib/rustlib/{host}/lib"
+
+
+class Cgroup:
+    """A cgroup for one sandbox (memory and process limits), where this
+    machine lets the grader make one: cgroup v2, or v1's memory and pids
+    controllers. `Cgroup.make` returns None where it cannot."""
+
+    def __init__(self, dirs, v2):
+        self.dirs, self.v2 = dirs, v2
+        self.kind = "cgroup v2" if v2 else "cgroup v1"
+
+    @staticmethod
+    def own_path(controller):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, names, path = line.split(":", 2)
+            if (controller is None and names == "") or controller in names.split(","):
+                return path
+        return None
+
+    @classmethod
+    def make(cls, name, memory=MEMORY):
+        root = Path("/sys/fs/cgroup")
+        made = []
+        try:
+            if (root / "cgroup.controllers").exists():  # v2, unified at /sys/fs/cgroup
+                return cls.make_v2(root, name, memory)
+            for ctl, setting, value in (("memory", "memory.limit_in_bytes", memory),
+                                        ("pids", "pids.max", PROCESSES)):
+                own = cls.own_path(ctl)
+                if own is None or not (root / ctl).is_dir():
+                    raise OSError(f"no {ctl} controller")
+                d = root / ctl / own.lstrip("/") / name
+                d.mkdir(exist_ok=True)
+                made.append(d)
+                (d / setting).write_text(str(value))
+            own = cls.own_path("cpu")
+            if own is not None and (root / "cpu").is_dir():  # optional: an equal share of the cores
+                try:
+                    d = root / "cpu" / own.lstrip("/") / name
+                    d.mkdir(exist_ok=True)
+                    made.append(d)
+                except OSError:
+                    pass
+            return cls(made, False)
+        except (OSError, TypeError, AttributeError):
+            for d in made:
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+            return None
+
+    @classmethod
+    def make_v2(cls, root, name, memory):
+        """Under the grader's own cgroup, or else the root one (as root): the
+        first whose children get the memory and pids controllers (a cgroup
+        that holds processes cannot hand controllers down, so the grader's
+        own often cannot)."""
+        for parent in (root / cls.own_path(None).lstrip("/"), root):
+            try:
+                control = parent / "cgroup.subtree_control"
+                wanted = {"memory", "pids", "cpu"} & set((parent / "cgroup.controllers").read_text().split())
+                missing = {"memory", "pids"} - set(control.read_text().split())
+                if missing:
+                    control.write_text(" ".join(f"+{c}" for c in sorted(wanted)))
+                d = parent / name
+                d.mkdir(exist_ok=True)
+                if (d / "memory.max").exists() and (d / "pids.max").exists():
+                    (d / "memory.max").write_text(str(memory))
+                    if (d / "memory.swap.max").exists():
+                        (d / "memory.swap.max").write_text("0")
+                    (d / "pids.max").write_text(str(PROCESSES))
+                    return cls([d], True)  # cpu.weight: each sandbox's default, an equal share
+                d.rmdir()
+            except (OSError, TypeError, AttributeError):
+                continue
+        return None
+
+    def enter_command(self):
+        """Shell words that move the shell into this cgroup."""
+        return [f"echo $$ > {shlex_quote(str(d / 'cgroup.procs'))}" for d in self.dirs]
+
+    def kill_all(self):
+        for d in self.dirs:
+            if self.v2 and (d / "cgroup.kill").exists():
+                try:
+                    (d / "cgroup.kill").write_text("1")
+                except OSError:
+                    pass
+            for _ in range(50):
+                try:
+                    pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for p in pids:
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.05)
+
+    def remove(self):
+        self.kill_all()
+        for d in self.dirs:
+            for _ in range(20):
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def shlex_quote(s):
+    import shlex
+    return shlex.quote(s)
+
+
+class Sandbox:
+    """How this grading run makes a notebook's sandbox (see the module's
+    docs). `crate` is the crate as the homework grades it; `cache` evcxr's
+    build folder warmed with it (`prepare`); `slot` tells side-by-side
+    sandboxes apart (their user ids, cgroups)."""
+
+    def __init__(self, crate=None, cache=None, unsafe=False, jobs=1):
+        self.crate, self.cache, self.unsafe = crate, cache, unsafe
+        self.set_jobs(jobs)
+        self.root = os.geteuid() == 0
+        self.venv, self.base, self.rustup, self.cargo = host_paths()
+        self.home = lab_home()
+        self.build = warm_folder()
+        self.std_dir = rust_std_dir()
+        self.evcxr = Path(os.environ.get("SALIENCY_LAB_EVCXR", ""))
+        self.live, self.live_lock = set(), threading.Lock()
+        probe = None if unsafe else Cgroup.make(f"saliency-grading-{os.getpid()}-probe", self.memory)
+        self.cgroups = probe.kind if probe else None
+        if probe:
+            probe.remove()
+
+    def set_jobs(self, jobs):
+        """Side by side, `jobs` sandboxes and the grader's own kernel share
+        the machine's memory: each sandbox gets its share, 8 GB at most."""
+        self.memory = min(MEMORY, physical_memory() // (jobs + 1))
+
+    def isolation(self):
+        """What this machine's sandboxes get, in words."""
+        if self.unsafe:
+            return "NO SANDBOX (--unsafe-no-sandbox)"
+        who = f"user ids {BASE_UID}+ (root drops to them)" if self.root else "a user namespace"
+        limits = (f"{self.cgroups} (memory {self.memory / 2**30:.1f} GB, {PROCESSES} processes, an equal share of "
+                  f"the cores)" if self.cgroups else
+                  f"no cgroup the grader can make: prlimit per process (memory {self.memory / 2**30:.1f} GB, "
+                  f"processes counted per user)")
+        return f"bubblewrap; {who}; no network; {limits}"
+
+    def kill_all(self):
+        """Kills every sandbox still running (the grader was interrupted)."""
+        with self.live_lock:
+            procs = list(self.live)
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    # -- what the sandbox sees ------------------------------------------------
+    def binds(self, build_rw=None):
+        """bwrap's filesystem arguments. `build_rw`: a host folder bound
+        writable as evcxr's build folder (warming the grading cache), instead
+        of an in-memory copy of `self.cache`."""
+        a = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            p = Path(top)
+            if p.is_symlink():
+                a += ["--symlink", os.readlink(p), top]
+            elif p.is_dir():
+                a += ["--ro-bind", top, top]
+        a += ["--proc", "/proc", "--dev", "/dev"]
+        for path, size in TMPFS.items():
+            a += ["--size", str(size), "--perms", "1777", "--tmpfs", path]
+        # The toolchain, read-only; cargo's home writable (its locks) but for
+        # its registry and programs.
+        a += ["--ro-bind", str(self.rustup), str(self.rustup)]
+        a += ["--size", str(64 << 20), "--perms", "1777", "--tmpfs", str(self.cargo)]
+        for sub in ("bin", "registry", "git", "config.toml", "config"):
+            if (self.cargo / sub).exists():
+                a += ["--ro-bind", str(self.cargo / sub), str(self.cargo / sub)]
+        if not str(self.base).startswith("/usr"):
+            a += ["--ro-bind", str(self.base), str(self.base)]
+        # Set-up's cache, in memory, with what a kernel needs read-only in it.
+        a += ["--size", str(3 << 30), "--perms", "1777", "--tmpfs", str(self.home)]
+        a += ["--ro-bind", str(self.venv), str(self.venv)]
+        site = next(self.venv.glob("lib/python3*/site-packages"), None)
+        for pkg in MASKED_PACKAGES:
+            if site is not None and (site / pkg).is_dir():
+                a += ["--tmpfs", str(site / pkg), "--remount-ro", str(site / pkg)]
+        a += ["--ro-bind", str(self.evcxr.parent.parent), str(self.evcxr.parent.parent)]
+        a += ["--ro-bind", str(self.home / "assets"), str(self.home / "assets")]
+        if (self.home / ".cargo" / "config.toml").exists():
+            a += ["--ro-bind", str(self.home / ".cargo"), str(self.home / ".cargo")]
+        if build_rw is not None:
+            a += ["--bind", str(build_rw), str(self.build)]
+        elif self.cache is not None:
+            a += ["--ro-bind", str(self.cache), "/grading/cache"]
+        # Of the clone: the workspace manifest and the crate as graded; the
+        # notebook's working folder empty.
+        a += ["--ro-bind", str(ROOT / "Cargo.toml"), str(ROOT / "Cargo.toml")]
+        if self.crate is not None:
+            a += ["--ro-bind", str(self.crate), str(ROOT / "crate")]
+        a += ["--size", str(256 << 20), "--perms", "1777", "--tmpfs", str(ROOT / "notebooks")]
+        a += ["--ro-bind", str(WORKER), "/grading/worker.py"]
+        a += ["--ro-bind", str(Path(__file__).resolve().parent / "nbshared.py"), "/grading/nbshared.py"]
+        return with_parents(a)
+
+    def env(self, threads):
+        torch_lib = next(self.venv.glob("lib/python3*/site-packages/torch/lib"), None)
+        env = {
+            "PATH": f"{self.venv}/bin:{self.cargo}/bin:/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/grading/home", "USER": "student", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+            "RUSTUP_HOME": str(self.rustup), "CARGO_HOME": str(self.cargo), "CARGO_NET_OFFLINE": "true",
+            "LD_LIBRARY_PATH": f"{self.std_dir}:{torch_lib}" if torch_lib else self.std_dir,
+            "LIBTORCH_USE_PYTORCH": "1", "RUST_BACKTRACE": "0",
+            "EVCXR_TMPDIR": str(self.build), "SALIENCY_LAB_HOME": str(self.home),
+            "SALIENCY_LAB_EVCXR": str(self.evcxr), "SALIENCY_LAB_HAND_IN": "/grading/hand-in",
+            "SALIENCY_LAB_ROOT": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+        }
+        if os.environ.get("RUSTUP_TOOLCHAIN"):
+            env["RUSTUP_TOOLCHAIN"] = os.environ["RUSTUP_TOOLCHAIN"]
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
+        return env
+
+    def command(self, slot, threads, cgroup=None, build_rw=None, unsafe_dir=None):
+        """The whole command line of one sandbox, as a shell script (the
+        cgroup is entered and the limits set before bwrap starts). Unsafe:
+        the worker as a plain process in the clone's notebooks/, on set-up's
+        full crate, with a copy of set-up's warmed build folder."""
+        env = self.env(threads)
+        if self.unsafe:
+            d = Path(unsafe_dir)
+            env.update(HOME=str(d / "home"), SALIENCY_LAB_HAND_IN=str(d / "hand-in"), EVCXR_TMPDIR=str(d / "evcxr"),
+                       SALIENCY_LAB_GRADING_CACHE=str(self.cache), TMPDIR=str(d / "tmp"))
+            inner = [str(self.venv / "bin" / "python"), str(WORKER)]
+            setup = [f"export {k}={shlex_quote(v)}" for k, v in env.items()] + [f"cd {shlex_quote(str(ROOT / 'notebooks'))}"]
+            return ["/bin/sh", "-c", " && ".join(setup + ["exec " + " ".join(map(shlex_quote, inner))])]
+        b = bwrap()
+        args = [b, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+                "--unshare-uts", "--unshare-cgroup-try", "--hostname", "grading", "--clearenv"]
+        if not self.root:
+            args += ["--unshare-user", "--cap-drop", "ALL"]
+        for k, v in env.items():
+            args += ["--setenv", k, v]
+        # The root itself (bwrap's own tmpfs, holding the mount points) read-only.
+        args += self.binds(build_rw) + ["--remount-ro", "/"]
+        args += ["--chdir", str(ROOT / "notebooks"), "--"]
+        if self.root:
+            uid = BASE_UID + slot
+            args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+                     "--bounding-set=-all", "--no-new-privs", "--"]
+        args += [str(self.venv / "bin" / "python"), "/grading/worker.py"]
+        limits = ["prlimit", f"--fsize={FILE_SIZE}", "--core=0"]
+        if cgroup is None:  # no cgroup: per-process limits instead
+            limits += [f"--nproc={self.nproc_limit()}", f"--data={self.memory}"]
+        # First in line for the kernel's OOM killer, before the grader.
+        script = (cgroup.enter_command() if cgroup else []) + ["echo 1000 > /proc/self/oom_score_adj"] + \
+            ["exec " + " ".join(map(shlex_quote, limits + ["--"] + args))]
+        return ["/bin/sh", "-c", " && ".join(script)]
+
+    def nproc_limit(self):
+        """RLIMIT_NPROC counts every process of the user: as root the
+        sandbox's own user id has none besides; otherwise the instructor's
+        running processes count too."""
+        if self.root:
+            return PROCESSES
+        mine = sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _owner(p) == os.getuid())
+        return mine + PROCESSES
+
+    # -- running one ------------------------------------------------------------
+    def run(self, job, slot=0, threads=None, timeout=900, build_rw=None):
+        """Runs the worker on `job` (a dict: the notebook, its cells' limits)
+        in a sandbox; returns (result dict or None, note). Kills the whole
+        sandbox at `timeout` seconds."""
+        name = f"saliency-grading-{os.getpid()}-{slot}-{time.monotonic_ns()}"
+        cgroup = None if self.unsafe else Cgroup.make(name, self.memory)
+        unsafe_dir = None
+        if self.unsafe:
+            import tempfile
+            unsafe_dir = Path(tempfile.mkdtemp(prefix="grading-unsafe-"))
+            for sub in ("home", "hand-in", "tmp"):
+                (unsafe_dir / sub).mkdir()
+        argv = self.command(slot, threads, cgroup, build_rw, unsafe_dir)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        with self.live_lock:
+            self.live.add(proc)
+        out, err = bytearray(), bytearray()
+        readers = [threading.Thread(target=_read_capped, args=(proc.stdout, out, OUTPUT_CAP), daemon=True),
+                   threading.Thread(target=_read_capped, args=(proc.stderr, err, STDERR_CAP), daemon=True)]
+        for r in readers:
+            r.start()
+        killed = False
+        try:
+            try:
+                proc.stdin.write(json.dumps(job).encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                killed = True
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+            with self.live_lock:
+                self.live.discard(proc)
+            if cgroup is not None:
+                cgroup.remove()
+            if unsafe_dir is not None:
+                shutil.rmtree(unsafe_dir, ignore_errors=True)
+            for r in readers:
+                r.join(timeout=10)
+        stderr = err.decode(errors="replace")
+        if killed:
+            return None, f"the notebook did not finish within {timeout} s"
+        if len(out) > OUTPUT_CAP:
+            return None, f"the notebook's output was over {OUTPUT_CAP >> 20} MB"
+        try:
+            return json.loads(out.decode()), ""
+        except (ValueError, UnicodeDecodeError):
+            last = (stderr.strip().splitlines() or ["no output"])[-1]
+            return None, f"the sandbox gave no readable result (exit status {proc.returncode}; {last[:300]})"
+
+    def check(self):
+        """None if this machine can make the sandbox, else why not and what to do."""
+        if self.unsafe:
+            return None
+        if bwrap() is None:
+            return ("bubblewrap (bwrap) is not installed: run scripts/setup (it installs it), or "
+                    "`apt install bubblewrap`")
+        for tool in ("prlimit", "setpriv"):
+            if not shutil.which(tool):
+                return f"{tool} (util-linux) is not on PATH"
+        job = {"probe": True}
+        result, note = self.run(job, slot=0, timeout=60)
+        if result is None or not result.get("sandboxed"):
+            return (f"bubblewrap could not make a sandbox here ({note or result}). Unprivileged user namespaces "
+                    "may be off: `sysctl kernel.unprivileged_userns_clone=1` (Debian), "
+                    "`sysctl kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 24.04), or run the grader as root")
+        return None
+
+    # -- the crate as graded, and evcxr's cache warmed with it ---------------------
+    def prepare(self, withhold, log=print):
+        """Makes (once per version of the crate, of the withheld features and
+        of set-up's warmed folder) the crate without the withheld features
+        and evcxr's build folder warmed with it, in the sandbox's own layout.
+
+        The folder starts as a copy of set-up's warmed one with everything
+        built from the crate or from notebook cells taken out: the full
+        crate's artifacts (which an added cell could otherwise put in place
+        of the graded crate's) and earlier notebooks' compiled cells (the
+        solution's among them). A check that no build record names a
+        withheld file follows the warm-up."""
+        if self.unsafe:  # no sandbox to put a crate copy in: set-up's full crate, as warmed
+            self.cache = warm_folder()
+            return
+        self.crate = grading_crate(withhold)
+        stamp = hashlib.sha256((CACHE_FORMAT + str(self.crate) + warm_stamp()).encode()).hexdigest()[:16]
+        cache = self.home / "grading" / f"evcxr-{stamp}"
+        if (cache / ".warmed").exists():
+            self.cache = cache
+            return
+        log(f"preparing the grading crate (without: {', '.join(withhold) or 'nothing'}) and its build folder, "
+            "once for this version of the crate: a minute or so ...")
+        t0 = time.time()
+        for old in (self.home / "grading").glob("evcxr-*"):
+            # Other versions of the crate's; other homeworks' of this version stay.
+            marker = old / ".crate"
+            if not old.name.startswith("evcxr-tmp") and (not marker.exists() or marker.read_text() != crate_digest()):
+                shutil.rmtree(old, ignore_errors=True)
+        tmp = cache.with_name(cache.name + ".part")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(warm_folder(), tmp, symlinks=True, ignore=not_tools)
+        if self.root and not self.unsafe:
+            # Warmed by slot 0's user; the other slots' users copy it (readable by all).
+            _chown_tree(tmp, BASE_UID, BASE_UID)
+        result, note = self.run({"warm": True}, slot=0, timeout=1800, build_rw=tmp)
+        if result is None or result.get("error"):
+            raise SandboxUnavailable(f"warming evcxr's build folder for grading failed: "
+                                     f"{note or result.get('error')}")
+        leaked = withheld_in_build(tmp, withhold)
+        if leaked:
+            raise SandboxUnavailable(f"the grading build folder holds the withheld features' code: {leaked[:3]}")
+        if self.root and not self.unsafe:
+            _readable_tree(tmp)  # every slot's user copies it
+        (tmp / ".warmed").write_text(json.dumps({"seconds": round(time.time() - t0)}))
+        (tmp / ".crate").write_text(crate_digest())
+        tmp.rename(cache)
+        self.cache = cache
+        log(f"grading build folder ready in {time.time() - t0:.0f} s")
+
+
+def not_tools(folder, names):
+    """What copying set-up's warmed build folder leaves behind: the notebook
+    cells compiled there (evcxr's `ctx` crate and its `libcode_*`), their
+    incremental state and sources, and everything built from the crate."""
+    return [n for n in names
+            if n in ("src", "incremental") or n.startswith(("libcode_", "ctx", "libctx"))
+            or "saliency_lab" in n or "saliency-lab" in n]
+
+
+def withheld_in_build(folder, withhold):
+    """The build records (`.d` files) under `folder` that name a withheld
+    feature's file: rustc compiled that code there."""
+    spec = withhold_spec()
+    files = [f"/crate/{f}" for feature in withhold for f in spec[feature]["files"]]
+    found = []
+    for d in Path(folder).rglob("*.d"):
+        text = d.read_text(errors="replace")
+        found += [f"{d.name} names {f}" for f in files if f in text]
+    return found
+
+
+MOUNTS = {"--ro-bind": 2, "--bind": 2, "--tmpfs": 1, "--symlink": 2, "--proc": 1, "--dev": 1}
+
+
+def with_parents(args):
+    """bwrap's arguments with the folders above each mount point made first,
+    world-traversable: bwrap would otherwise copy the host's modes (root's
+    home is 0700, which the sandbox's user could not enter)."""
+    out, pending, made, i = [], [], {"/"}, 0
+    while i < len(args):
+        op = args[i]
+        if op in ("--size", "--perms"):  # modifiers of the next mount
+            pending += args[i:i + 2]
+            i += 2
+            continue
+        take = 1 + {"--remount-ro": 1}.get(op, MOUNTS.get(op, 0))
+        if op in MOUNTS:
+            dest = Path(args[i + MOUNTS[op]])
+            for parent in reversed(dest.parents):
+                if str(parent) not in made:
+                    out += ["--perms", "0755", "--dir", str(parent)]
+                    made.add(str(parent))
+            made.add(str(dest))
+        out += pending + args[i:i + take]
+        pending = []
+        i += take
+    return out
+
+
+def physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
+def _owner(p):
+    try:
+        return p.stat().st_uid
+    except OSError:
+        return None
+
+
+def _chown_tree(path, uid, gid):
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.lchown(dirpath, uid, gid)
+        for n in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, n), uid, gid)
+
+
+def _readable_tree(path):
+    for dirpath, dirnames, filenames in os.walk(path):
+        for n in [dirpath] + [os.path.join(dirpath, f) for f in dirnames + filenames]:
+            st = os.lstat(n)
+            if not os.path.islink(n):
+                os.chmod(n, st.st_mode | 0o444 | (0o111 if os.path.isdir(n) else 0))
+
+
+def _read_capped(stream, buf, cap):
+    while chunk := stream.read(65536):
+        if len(buf) <= cap:
+            buf += chunk[: cap + 1 - len(buf)]
+
+
+def warm_stamp():
+    w = lab_home() / ".warm"
+    return w.read_text() if w.exists() else ""
+
+
+def withhold_spec():
+    """crate/Cargo.toml's `package.metadata.grading.withhold`: per feature,
+    its files and the names it defines."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    manifest = tomllib.loads((ROOT / "crate" / "Cargo.toml").read_text())
+    return manifest["package"]["metadata"]["grading"]["withhold"]
+
+
+def grading_crate(withhold):
+    """A copy of the crate without the features in `withhold`: their files
+    deleted, the features gone from its manifest (so no `:dep` feature flag
+    brings them back), no binaries. Kept in set-up's cache, one per version."""
+    spec = withhold_spec()
+    unknown = [f for f in withhold if f not in spec]
+    if unknown:
+        raise ValueError(f"the solution notebook withholds {unknown}; the crate can withhold {sorted(spec)}")
+    src = ROOT / "crate"
+    digest = hashlib.sha256((json.dumps(sorted(withhold)) + crate_digest()).encode()).hexdigest()[:16]
+    dst = lab_home() / "grading" / f"crate-{digest}"
+    if dst.exists():
+        return dst
+    for old in (lab_home() / "grading").glob("crate-*"):  # other versions of the crate's
+        marker = old / ".crate"
+        if not marker.exists() or marker.read_text() != crate_digest():
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = dst.with_name(dst.name + ".part")
+    shutil.copytree(src / "src", tmp / "src", ignore=shutil.ignore_patterns("bin"))
+    for feature in withhold:
+        for f in spec[feature]["files"]:
+            (tmp / f).unlink()
+    (tmp / "Cargo.toml").write_text(strip_manifest((src / "Cargo.toml").read_text(), withhold))
+    (tmp / ".crate").write_text(crate_digest())
+    tmp.rename(dst)
+    return dst
+
+
+def crate_digest():
+    """The crate's version, as its manifest's and sources' digest."""
+    src = ROOT / "crate"
+    h = hashlib.sha256()
+    for p in sorted([src / "Cargo.toml"] + list((src / "src").rglob("*.rs"))):
+        h.update(str(p.relative_to(src)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def strip_manifest(text, withhold):
+    """The crate's manifest without binaries, examples, the withheld
+    features (from `default` too) and the grading metadata."""
+    out, skip = [], False
+    for line in text.splitlines():
+        header = line.strip().startswith("[")
+        if header:
+            skip = line.strip() in ("[[bin]]", "[[example]]", "[dev-dependencies]") or \
+                line.strip().startswith("[package.metadata.grading")
+        if skip or line.lstrip().startswith("#"):
+            continue
+        feature = line.split("=", 1)[0].strip()
+        if feature in withhold:
+            continue
+        if feature == "default":
+            names = [n for n in re.findall(r'"([^"]+)"', line) if n not in withhold]
+            line = "default = [" + ", ".join(f'"{n}"' for n in names) + "]"
+        out.append(line)
+    stripped = "\n".join(out) + "\n"
+    for f in withhold:
+        if re.search(rf'(^|[^\w-]){re.escape(f)}([^\w-]|$)', stripped):
+            raise ValueError(f"the crate's manifest still names feature {f} after stripping")
+    return stripped
+
+
+def decode_hand_ins(result):
+    """{test: {file name: bytes}} from a worker's result."""
+    out = {}
+    for test, files in (result.get("hand_in") or {}).items():
+        if isinstance(files, dict):
+            out[str(test)] = {str(k): base64.b64decode(v) for k, v in files.items() if isinstance(v, str)}
+    return out
