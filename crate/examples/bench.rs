@@ -19,12 +19,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+#[path = "../src/bin/maps/memory.rs"]
+mod memory;
+
 use saliency_lab::attribution::{
-    by_name, smoothgrad, vanilla_gradient, IntegratedGradients, Method, NoiseGenerator,
-    NoiseSamples, NoiseTunnel, Occlusion, SmoothGradConfig,
+    smoothgrad, vanilla_gradient, IntegratedGradients, Method, NoiseGenerator, NoiseSamples,
+    NoiseTunnel, Occlusion, SmoothGradConfig,
 };
 use saliency_lab::convert::write_npy_f32;
-use saliency_lab::model::Layout;
+use saliency_lab::registry::by_name;
 use saliency_lab::{assets, load_imagenet_val, preprocess_batch, squeezenet1_1, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -99,9 +102,6 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// with 10 samples of 20 steps.
 fn method(name: &str) -> Result<Box<dyn Method>> {
     Ok(match name {
-        "integrated-gradients-nhwc" => {
-            Box::new(IntegratedGradients::default().with_layout(Layout::ChannelsLast))
-        }
         "occlusion" => Box::new(Occlusion::default().with_window(56).with_stride(28)),
         "smoothgrad-integrated-gradients" => Box::new(NoiseTunnel::new(
             IntegratedGradients::default().with_steps(20),
@@ -116,7 +116,7 @@ fn method(name: &str) -> Result<Box<dyn Method>> {
 
 /// Times `name` on the first `images` images, `runs` times.
 fn bench_method(args: &Args, name: &str) -> Result<()> {
-    saliency_lab::keep_freed_memory();
+    memory::keep_freed_memory();
     let data = load_imagenet_val(assets::data_path()?)?;
     let model = squeezenet1_1(assets::weights_path()?, args.device)?;
     let n = args.images.min(data.len()) as i64;
@@ -144,7 +144,7 @@ fn bench_method(args: &Args, name: &str) -> Result<()> {
 /// Deletion and insertion of the vanilla maps of the first `images` images.
 fn bench_causal(args: &Args) -> Result<()> {
     use saliency_lab::evaluation::CausalMetric;
-    saliency_lab::keep_freed_memory();
+    memory::keep_freed_memory();
     let data = load_imagenet_val(assets::data_path()?)?;
     let model = squeezenet1_1(assets::weights_path()?, args.device)?;
     let n = args.images.min(data.len()) as i64;
@@ -190,7 +190,7 @@ fn main() -> Result<()> {
     if args.causal {
         return bench_causal(&args);
     }
-    saliency_lab::keep_freed_memory();
+    memory::keep_freed_memory();
     let data = load_imagenet_val(assets::data_path()?)?;
 
     let t = Instant::now();

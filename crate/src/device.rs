@@ -5,8 +5,9 @@
 //! name, and Rust links with `--as-needed`), and without it libtorch's CUDA
 //! back end is never registered, so `Device::cuda_if_available()` quietly
 //! answers `Cpu`. [`cuda_available`] loads that library first, from the
-//! folder of the libtorch this process already uses, the way PyTorch's own
-//! `import torch` does.
+//! folder of the libtorch this process already uses (and only from there),
+//! the way PyTorch's own `import torch` does. Unix only; elsewhere tch's
+//! link flags keep the library.
 
 use std::sync::OnceLock;
 
@@ -89,8 +90,10 @@ pub fn parse_device(name: &str) -> Result<Device> {
 }
 
 /// Loads `libtorch_cuda.so` from the folder of the `libtorch_cpu.so` this
-/// process has loaded (else by name, through the loader's search path), once;
-/// later calls return the first outcome.
+/// process has loaded, and from nowhere else (another libtorch's CUDA library
+/// would not match this one), once; later calls return the first outcome.
+/// Unix only: elsewhere tch's own link flags keep the CUDA library.
+#[cfg(unix)]
 fn load_cuda_backend() -> std::result::Result<(), String> {
     static LOADED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     LOADED
@@ -102,38 +105,40 @@ fn load_cuda_backend() -> std::result::Result<(), String> {
             if loaded_library_dir(name).is_some() {
                 return Ok(()); // linked in already
             }
-            let candidates: Vec<std::path::PathBuf> = loaded_library_dir("libtorch_cpu.so")
-                .map(|dir| dir.join(name))
-                .into_iter()
-                .chain([std::path::PathBuf::from(name)])
-                .collect();
-            let mut last = String::new();
-            for path in candidates {
-                // RTLD_GLOBAL: libtorch's CUDA kernels register themselves
-                // with libtorch_cpu when the library's constructors run.
-                // SAFETY: loading libtorch's own CUDA library, whose
-                // initialisers only register its back end.
-                let lib = unsafe {
-                    libloading::os::unix::Library::open(
-                        Some(&path),
-                        libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
-                    )
-                };
-                match lib {
-                    Ok(lib) => {
-                        std::mem::forget(lib); // stays loaded for the process
-                        return Ok(());
-                    }
-                    Err(e) => last = format!("{}: {e}", path.display()),
+            let dir = loaded_library_dir("libtorch_cpu.so").ok_or_else(|| {
+                "the folder of this process's libtorch_cpu.so was not found".to_string()
+            })?;
+            let path = dir.join(name);
+            // RTLD_GLOBAL: libtorch's CUDA kernels register themselves with
+            // libtorch_cpu when the library's constructors run.
+            // SAFETY: loading libtorch's own CUDA library, from the folder of
+            // the libtorch already loaded; its initialisers only register its
+            // back end.
+            let lib = unsafe {
+                libloading::os::unix::Library::open(
+                    Some(&path),
+                    libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                )
+            };
+            match lib {
+                Ok(lib) => {
+                    std::mem::forget(lib); // stays loaded for the process
+                    Ok(())
                 }
+                Err(e) => Err(format!("{}: {e}", path.display())),
             }
-            Err(last)
         })
         .clone()
 }
 
+#[cfg(not(unix))]
+fn load_cuda_backend() -> std::result::Result<(), String> {
+    Ok(())
+}
+
 /// The folder of a shared library this process has loaded (Linux:
-/// `/proc/self/maps`).
+/// `/proc/self/maps`; elsewhere `None`).
+#[cfg(unix)]
 fn loaded_library_dir(file: &str) -> Option<std::path::PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
     maps.lines()
@@ -177,6 +182,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn libtorch_is_found_in_this_process() {
         assert!(loaded_library_dir("libtorch_cpu.so").is_some());
     }

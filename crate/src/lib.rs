@@ -42,6 +42,7 @@ pub mod evaluation;
 pub mod grading;
 pub mod model;
 pub mod plot;
+pub mod registry;
 pub(crate) mod support;
 pub mod transforms;
 
@@ -58,40 +59,19 @@ pub fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Keeps memory that libtorch frees for reuse instead of handing it back to
-/// the system (Linux with glibc; elsewhere nothing): the largest block glibc
-/// takes from the heap rather than mapping it afresh becomes 32 MiB (its
-/// maximum), and up to 256 MiB of free heap stays with the process. Called
-/// by [`Model::new`].
-///
-/// Without it, glibc returns a forward pass's activations to the system and
-/// the next pass takes them back page by page: after a batch of another size
-/// (the vanilla gradient before SmoothGrad, say) SmoothGrad ran about 30%
-/// slower on the CPU (`crate/benches/LOG.md`). Peak memory is unchanged.
-pub fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only sets glibc's allocator parameters; both
-            // values are within its documented limits.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-                libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-            }
-        });
-    }
-}
-
 /// Makes a panic print one short message (`panicked at file:line: message`)
 /// instead of a backtrace: for notebooks, where a failed `assert!` should
 /// read like a test failure. evcxr keeps the cell's variables either way.
 ///
 /// evcxr forwards a cell's stderr asynchronously; the hook waits 100 ms after
 /// printing so that the message is shown under the cell that panicked, not
-/// the next one (nbgrader scores a test cell by its stderr).
+/// the next one. It says nothing about the libtorch failures the crate
+/// turns into errors (their `Err` says it): it neither prints nor waits.
 pub fn short_panic_messages() {
     std::panic::set_hook(Box::new(|info| {
+        if support::panic_is_caught() {
+            return;
+        }
         eprintln!("{info}");
         let _ = std::io::Write::flush(&mut std::io::stderr());
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -115,7 +95,7 @@ pub mod prelude {
     };
     pub use crate::convert::pretty;
     pub use crate::hand_in;
-    pub use crate::model::Network;
+    pub use crate::model::{Network, Numerics};
     pub use crate::plot::{self, Colormap, Figure, Grid, Panel, Scale};
     pub use crate::transforms::{stack_images, IMAGE_SIZE};
     pub use crate::{

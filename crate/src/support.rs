@@ -6,26 +6,6 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
-/// Calls `f` with the values of `t` where `t` is a contiguous float tensor
-/// on the CPU (else `None`), without copying them: one pass in Rust where
-/// libtorch would take several (a count of NaN is `isfinite`, `logical_not`
-/// and `sum`, each over the whole tensor).
-pub(crate) fn with_f32_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
-    if t.kind() != Kind::Float || t.device() != Device::Cpu || !t.is_contiguous() {
-        return None;
-    }
-    let len = t.numel();
-    if len == 0 {
-        return Some(f(&[]));
-    }
-    // SAFETY: a contiguous CPU float tensor holds `numel` f32 values from its
-    // data pointer; `t` is borrowed for the whole call, so its storage stays
-    // alive, and the crate calls this only on tensors that nothing writes
-    // while `f` runs (`f` gets a shared slice and cannot).
-    let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, len) };
-    Some(f(data))
-}
-
 /// Checks that `x` is a non-empty, finite float batch `[N, C, H, W]`.
 pub(crate) fn check_batch(op: &'static str, x: &Tensor) -> Result<()> {
     let s = x.size();
@@ -56,10 +36,7 @@ pub(crate) fn check_finite(op: &'static str, x: &Tensor) -> Result<()> {
         ));
     }
     if x.is_floating_point() {
-        let bad = match with_f32_data(x, |v| v.iter().filter(|v| !v.is_finite()).count()) {
-            Some(bad) => bad as i64,
-            None => x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]),
-        };
+        let bad = x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
         if bad > 0 {
             return Err(Error::parameter(
                 op,
@@ -133,11 +110,49 @@ pub(crate) fn target_score_sum(
     Ok(scores.f_gather(1, &index, false)?.sum(Kind::Float))
 }
 
+thread_local! {
+    /// How many [`catch_libtorch`] calls this thread is inside.
+    static CATCHING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether a panic on this thread now is one the crate catches and turns
+/// into an error ([`catch_libtorch`]): panic hooks keep quiet about it.
+pub(crate) fn panic_is_caught() -> bool {
+    CATCHING.with(std::cell::Cell::get) > 0
+}
+
+/// Wraps the panic hook in place (once per process) so that it stays quiet
+/// about the panics [`catch_libtorch`] turns into errors; hooks set later
+/// replace it (the crate's own, `short_panic_messages`, asks
+/// [`panic_is_caught`] itself).
+fn quiet_caught_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !panic_is_caught() {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `f` (a pass through a network on `x`), turning a libtorch failure
 /// inside it (which tch reports by panicking) into an error naming `x`'s
-/// shape.
+/// shape, without a panic message on stderr: the error says it.
 pub(crate) fn catch_libtorch<T>(x: &Tensor, f: impl FnOnce() -> T) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+    struct Inside;
+    impl Drop for Inside {
+        fn drop(&mut self) {
+            CATCHING.with(|c| c.set(c.get().saturating_sub(1)));
+        }
+    }
+    quiet_caught_panics();
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let inside = Inside;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    drop(inside);
+    caught.map_err(|payload| {
         let msg = crate::error::panic_message(payload.as_ref())
             .unwrap_or_else(|| "the model's forward pass failed".into());
         let first = msg.lines().next().unwrap_or_default().to_string();

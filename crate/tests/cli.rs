@@ -257,6 +257,13 @@ fn every_method_writes_its_attribution() {
         ),
         ("smoothgrad", &["--samples", "2"][..], 3, true),
         (
+            "vanilla",
+            &["--tunnel", "vargrad", "--samples", "2"][..],
+            3,
+            true,
+        ),
+        ("vanilla", &["--numerics", "pytorch"][..], 3, true),
+        (
             "input-x-gradient",
             &["--tunnel", "vargrad", "--samples", "2"][..],
             3,
@@ -301,6 +308,48 @@ fn every_method_writes_its_attribution() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tunnel"));
+}
+
+/// `maps evaluate` writes the curves, the randomisation table and
+/// `metrics.json` (JSON, with one entry per image and the means), and
+/// prints a summary.
+#[test]
+fn evaluate_writes_the_metrics_as_json() {
+    let a = write_png(5, "e5.png", 224, 224, "rgb");
+    let b = write_png(6, "e6.png", 240, 224, "rgb");
+    let dir = out_dir("evaluate");
+    let out = maps(&[
+        "evaluate",
+        "--image",
+        s(&a),
+        s(&b),
+        "--metric",
+        "deletion",
+        "insertion",
+        "randomisation",
+        "--step",
+        "2240",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("deletion AUC: mean"));
+    assert_eq!(npy::<f32>(&dir, "deletion.npy").shape(), &[2, 24]);
+    let text = std::fs::read_to_string(dir.join("metrics.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["method"], "vanilla");
+    assert_eq!(json["target"], "top1");
+    assert_eq!(json["layers"].as_array().unwrap().len(), 10);
+    let images = json["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    for image in images {
+        let auc = image["deletion_auc"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&auc), "{auc}");
+        assert_eq!(image["randomisation"]["ssim"].as_array().unwrap().len(), 10);
+    }
+    assert!(json["mean"]["insertion_auc"].as_f64().is_some());
 }
 
 /// On image files the command line's attributions equal Captum's on the

@@ -183,15 +183,20 @@ fn both_noise_generators_estimate_the_same_smoothgrad() {
 }
 
 /// SqueezeNet 1.1 as tch builds it (`tch::vision::squeezenet::v1_1`), with
-/// an NHWC twin of the same: the reference for the crate's own SqueezeNet
-/// twin, which reorders ReLU and pooling and computes one class's score.
+/// its convolution weights in NHWC layout, as the crate's fast path keeps
+/// them for batches of copies: the reference for that path, which reorders
+/// ReLU and pooling and computes one class's score.
 fn tch_squeezenet() -> saliency_lab::Model {
     let vs = nn::VarStore::new(Device::Cpu);
     let net = tch::vision::squeezenet::v1_1(&vs.root(), 1000);
     saliency_lab::model::load_weights(&vs, &saliency_lab::assets::weights_path().unwrap()).unwrap();
+    for (_, var) in vs.variables() {
+        if var.dim() == 4 {
+            let nhwc = var.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+            tch::no_grad(|| var.shallow_clone().set_data(&nhwc));
+        }
+    }
     saliency_lab::Model::new(vs, Box::new(net), "tch SqueezeNet 1.1")
-        .with_channels_last_twin(|p| Box::new(tch::vision::squeezenet::v1_1(p, 1000)))
-        .unwrap()
 }
 
 #[test]

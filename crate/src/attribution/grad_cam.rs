@@ -13,17 +13,22 @@
 //! default that is).
 //!
 //! Both need a named layer of the network (default: SqueezeNet's last Fire
-//! module, `features.12`, 13 x 13): networks built from the crate's
-//! [`layers`](crate::model::layers).
+//! module, `features.12`, 13 x 13) of a network that can be looked inside
+//! ([`Network::inspect`]: SqueezeNet, networks built from the crate's
+//! [`layers`](crate::model::layers)). SqueezeNet's pass runs on NHWC weights
+//! on the CPU under [`Numerics::Fast`](crate::model::Numerics): equal to
+//! PyTorch's to rounding from `features.9` up, and below a max-pooling flat
+//! image regions may route the gradient through another, equally valid,
+//! position (see [`Numerics`](crate::model::Numerics)).
 
 use tch::{Kind, Tensor};
 
-use super::guided_backprop::traced_logits;
+use super::guided_backprop::inspect;
 use super::{check_input, Attributions, GuidedBackprop, Method, Warning, WarningKind};
 use crate::error::{Error, Result};
 use crate::model::layers::check_layer;
-use crate::model::{Layout, Network, Pass};
-use crate::support::{in_chunks, target_score_sum};
+use crate::model::{Network, Pass};
+use crate::support::{catch_libtorch, in_chunks, target_score_sum};
 
 /// SqueezeNet 1.1's last Fire module, Grad-CAM's default layer.
 pub const DEFAULT_LAYER: &str = "features.12";
@@ -47,14 +52,6 @@ pub struct GradCam {
     pub relu: bool,
     /// Upsampling to the input. Default bilinear.
     pub upsample: Upsample,
-    /// The layout the batch runs in. Default `None`: the network's layout
-    /// for copies ([`Network::copy_layout`], NHWC on the CPU: faster). The
-    /// gradient goes back only to the layer, so where no max-pooling lies
-    /// between the layer and the output (SqueezeNet: `features.9` and
-    /// later) the map differs from PyTorch's layout by rounding alone;
-    /// before that, flat image regions may route it through another, equally
-    /// valid, position (see [`IntegratedGradients::layout`](super::IntegratedGradients::layout)).
-    pub layout: Option<Layout>,
 }
 
 impl Default for GradCam {
@@ -63,7 +60,6 @@ impl Default for GradCam {
             layer: DEFAULT_LAYER.into(),
             relu: true,
             upsample: Upsample::Bilinear,
-            layout: None,
         }
     }
 }
@@ -90,13 +86,6 @@ impl GradCam {
         self
     }
 
-    /// Sets the layout the batch runs in.
-    #[must_use]
-    pub fn with_layout(mut self, layout: Layout) -> Self {
-        self.layout = Some(layout);
-        self
-    }
-
     /// The class activation maps before the ReLU and the upsampling, `[N, 1,
     /// h, w]` at the layer's resolution.
     ///
@@ -106,15 +95,11 @@ impl GradCam {
     pub fn raw_maps(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
         const OP: &str = "grad_cam";
         check_input(OP, x, targets)?;
-        let names = net.layer_names();
-        if names.is_empty() {
-            return Err(super::guided_backprop::opaque(OP));
-        }
-        check_layer(OP, &self.layer, &names)?;
-        let layout = self.layout.unwrap_or_else(|| net.copy_layout());
+        let view = inspect(OP, net)?;
+        check_layer(OP, &self.layer, &view.layer_names())?;
         in_chunks(x, targets, |x, t| {
             let mut pass = Pass::new().capture(self.layer.clone());
-            let logits = traced_logits(OP, net, &layout.apply(x), &mut pass, layout)?;
+            let logits = catch_libtorch(x, || view.logits_traced(x, &mut pass))?;
             let a = pass
                 .captured()
                 .ok_or_else(|| {

@@ -26,6 +26,6 @@ impl Method for InputXGradient {
     }
 
     fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
-        Ok(copies * copies_gradient(net, copies, target, net.copy_layout())?)
+        Ok(copies * copies_gradient(net, copies, target)?)
     }
 }

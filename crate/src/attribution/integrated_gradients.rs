@@ -14,14 +14,16 @@ use tch::{Device, Kind, Tensor};
 
 use super::{check_classes, check_input, copies_gradient, Attributions, Method};
 use crate::error::{Error, Result};
-use crate::model::{Layout, Network};
+use crate::model::Network;
 use crate::transforms::{blur_image, SQUEEZENET_MEAN, SQUEEZENET_STD};
 
 /// The quadrature rule along the path (Captum's `method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Rule {
     /// Gauss-Legendre nodes and weights (Captum's default, `gausslegendre`).
     #[default]
+    #[cfg_attr(feature = "cli", value(name = "gausslegendre"))]
     GaussLegendre,
     /// Left Riemann sum: nodes `0, 1/n, ..., 1 - 1/n` (`riemann_left`).
     RiemannLeft,
@@ -211,6 +213,14 @@ fn blur_batch(x: &Tensor, sigma: f64) -> Result<Tensor> {
 }
 
 /// Integrated Gradients' parameters, with Captum's defaults.
+///
+/// The path's points are copies of one image: on a [`Model`](crate::Model)
+/// from [`squeezenet1_1`](crate::squeezenet1_1) they run on its fast path,
+/// NHWC on the CPU, about 1.8 times faster and within about 1e-3 (relative
+/// L2) of Captum on images with flat regions, where max-pooling may route the
+/// gradient through another, equally valid, position; with
+/// [`Numerics::PyTorch`](crate::model::Numerics) they take PyTorch's route,
+/// equal to Captum to 1e-7 (see [`Numerics`](crate::model::Numerics)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntegratedGradients {
     /// Quadrature nodes along the path. Default 50 (Captum's `n_steps`).
@@ -222,17 +232,6 @@ pub struct IntegratedGradients {
     /// How many points of the path go through the network at once (bounds
     /// memory; Captum's `internal_batch_size`). Default 10.
     pub batch_size: usize,
-    /// The layout the path's points go through the network in. Default
-    /// `None`: the network's layout for copies ([`Network::copy_layout`]:
-    /// NHWC on the CPU, about 1.8 times faster). That agrees with Captum to
-    /// about 1e-3 (relative L2) rather than to float rounding on images with
-    /// flat regions: there PyTorch's default layout computes exactly equal
-    /// values side by side, and max-pooling routes the gradient to the
-    /// first; NHWC convolutions sum in another order, the values differ in
-    /// the last bit, and the gradient goes to another, equally valid,
-    /// position. `Some(Layout::Contiguous)` takes PyTorch's route (equal to
-    /// Captum to 1e-7).
-    pub layout: Option<Layout>,
 }
 
 impl Default for IntegratedGradients {
@@ -242,7 +241,6 @@ impl Default for IntegratedGradients {
             rule: Rule::GaussLegendre,
             baseline: Baseline::Zeros,
             batch_size: 10,
-            layout: None,
         }
     }
 }
@@ -273,13 +271,6 @@ impl IntegratedGradients {
     #[must_use]
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size;
-        self
-    }
-
-    /// Sets the layout of the path's points.
-    #[must_use]
-    pub fn with_layout(mut self, layout: Layout) -> Self {
-        self.layout = Some(layout);
         self
     }
 }
@@ -324,7 +315,6 @@ impl Method for IntegratedGradients {
         let (alphas, weights) = self.rule.nodes(self.steps)?;
         let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
         let baseline = self.baseline.of(x)?;
-        let layout = self.layout.unwrap_or_else(|| net.copy_layout());
         let mut out = Vec::with_capacity(targets.len());
         for (i, &target) in targets.iter().enumerate() {
             let (xi, bi) = (x.narrow(0, i as i64, 1), baseline.narrow(0, i as i64, 1));
@@ -338,7 +328,7 @@ impl Method for IntegratedGradients {
                     .iter()
                     .map(|&a| &bi + &diff * a)
                     .collect();
-                let grads = copies_gradient(net, &Tensor::cat(&path, 0), target, layout)?;
+                let grads = copies_gradient(net, &Tensor::cat(&path, 0), target)?;
                 let w = Tensor::from_slice(&weights[start..end])
                     .to_device(x.device())
                     .view([-1, 1, 1, 1]);

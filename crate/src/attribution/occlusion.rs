@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 
 use super::{check_classes, check_input, Attributions, Method};
 use crate::error::{Error, Result};
-use crate::model::Network;
+use crate::model::{copies, copies_score, Network};
 use crate::support::catch_libtorch;
 
 /// Occlusion's parameters.
@@ -131,7 +131,6 @@ impl Method for Occlusion {
         }
         check_classes(OP, net, x, targets)?;
         let _guard = tch::no_grad_guard();
-        let layout = net.copy_layout();
         let windows: Vec<(i64, i64)> = self
             .starts(w)
             .into_iter()
@@ -140,23 +139,20 @@ impl Method for Occlusion {
         let mut out = Vec::with_capacity(targets.len());
         for (i, &target) in targets.iter().enumerate() {
             let image = x.narrow(0, i as i64, 1);
-            let clean = catch_libtorch(&image, || {
-                net.class_score(&layout.apply(&image), target, layout)
-            })?;
+            let clean = catch_libtorch(&image, || copies_score(net, &copies(net, &image), target))?;
             let total = Tensor::zeros([1, 1, h, w], (Kind::Float, x.device()));
             let count = Tensor::zeros([1, 1, h, w], (Kind::Float, x.device()));
             for chunk in windows.chunks(self.batch_size) {
-                let copies = image.repeat([chunk.len() as i64, 1, 1, 1]);
+                let batch = image.repeat([chunk.len() as i64, 1, 1, 1]);
                 for (j, &(r, c)) in chunk.iter().enumerate() {
-                    let _ = copies
+                    let _ = batch
                         .get(j as i64)
                         .narrow(1, r, self.window.min(h - r))
                         .narrow(2, c, self.window.min(w - c))
                         .fill_(self.baseline);
                 }
-                let scores = catch_libtorch(&copies, || {
-                    net.class_score(&layout.apply(&copies), target, layout)
-                })?;
+                let scores =
+                    catch_libtorch(&batch, || copies_score(net, &copies(net, &batch), target))?;
                 let drops = Vec::<f32>::try_from((&clean - scores).to_device(tch::Device::Cpu))?;
                 for (&(r, c), d) in chunk.iter().zip(drops) {
                     let (wr, wc) = (self.window.min(h - r), self.window.min(w - c));

@@ -18,6 +18,10 @@ impl Method for Vanilla {
         "vanilla".into()
     }
 
+    fn is_gradient(&self) -> bool {
+        true
+    }
+
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
         check_input("vanilla_gradient", x, targets)?;
         Ok(Attributions::checked(gradient(
@@ -28,9 +32,9 @@ impl Method for Vanilla {
         )?))
     }
 
-    /// One class's score alone, in the network's layout for copies.
+    /// On the network's fast path for copies, where it has one.
     fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
-        copies_gradient(net, copies, target, net.copy_layout())
+        copies_gradient(net, copies, target)
     }
 }
 

@@ -23,7 +23,7 @@
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::model::Network;
+use crate::model::{copies, copies_logits, Network};
 use crate::support::{catch_libtorch, check_batch, check_classes};
 
 /// Which way pixels move.
@@ -144,7 +144,6 @@ impl CausalMetric {
             }
         }
         let _guard = tch::no_grad_guard();
-        let layout = net.copy_layout();
         let pixels = (h * w) as usize;
         let steps = self.scores_per_image(pixels) - 1;
         let substrate = match self.kind {
@@ -154,8 +153,8 @@ impl CausalMetric {
         let mut curves = Vec::with_capacity(n as usize);
         for i in 0..n {
             // Built in the network's layout for copies, so the batches need no copy.
-            let image = layout.apply(&x.narrow(0, i, 1));
-            let sub = layout.apply(&substrate.narrow(0, i, 1));
+            let image = copies(net, &x.narrow(0, i, 1));
+            let sub = copies(net, &substrate.narrow(0, i, 1));
             let (start, finish) = match self.kind {
                 Causal::Deletion => (image, sub),
                 Causal::Insertion => (sub, image),
@@ -173,8 +172,7 @@ impl CausalMetric {
                     .view([-1, 1, 1, 1]);
                 let mask = rank.lt_tensor(&moved); // [k, 1, H, W]
                 let batch = finish.where_self(&mask, &start);
-                let logits =
-                    catch_libtorch(&batch, || net.logits_in(&layout.apply(&batch), layout))?;
+                let logits = catch_libtorch(&batch, || copies_logits(net, &copies(net, &batch)))?;
                 scores.push(
                     logits
                         .softmax(1, Kind::Float)

@@ -21,6 +21,7 @@ use crate::model::{Model, SavedWeights};
 
 /// Cascading or independent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Order {
     /// Layer after layer from the top, cumulatively (Adebayo et al.'s
     /// cascading randomisation).

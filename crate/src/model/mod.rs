@@ -3,7 +3,12 @@
 //! model size", arXiv:1602.07360) with torchvision's pretrained weights,
 //! frozen and in evaluation mode, as the lab uses it; [`Model`], which wraps
 //! it or any other network; [`Network`], what the attribution methods ask of
-//! a network; the crate's [`layers`]; and class scores for any network.
+//! a network, with the opt-in traits [`Inspect`] and [`FastPaths`]; the
+//! crate's [`layers`]; and class scores for any network.
+//!
+//! SqueezeNet is written once as torchvision writes it (`squeezenet.rs`),
+//! and once more, faster and with the same numbers, in `fast/`; [`Numerics`]
+//! chooses between them.
 
 use std::path::{Path, PathBuf};
 
@@ -13,33 +18,111 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{Error, Result};
 use crate::support::{catch_libtorch, check_batch, check_targets, index_tensor};
 
+mod fast;
 pub mod layers;
 mod network;
-mod pool;
 mod squeezenet;
 
+use fast::FastSqueezeNet;
 pub use layers::{Layer, Pass};
-pub(crate) use network::{copies_gradient, target_gradient};
-pub use network::{Layout, Network};
+#[cfg(feature = "causal-metrics")]
+pub(crate) use network::copies_logits;
+pub(crate) use network::{copies, copies_gradient, copies_score, target_gradient};
+pub use network::{FastPaths, Inspect, Network, ReluRule};
+pub use squeezenet::{Fire, SqueezeNet11};
 
-pub use squeezenet::SqueezeNet11;
+/// Which numbers a [`Model`] computes: PyTorch's way, or the fast paths'.
+///
+/// | method | `PyTorch` | `Fast` (the default; SqueezeNet from [`squeezenet1_1`]) |
+/// | --- | --- | --- |
+/// | class scores, vanilla gradient, Input x Gradient | torchvision's order, each image's scores gathered from the logits | the fast order (`model/fast/`), each image's class row of the classifier alone: the same numbers, bit for bit |
+/// | the noise tunnel, Integrated Gradients, Occlusion, deletion and insertion (batches of copies of one image) | as above, contiguous (NCHW) | NHWC weights and batches on the CPU, one class alone: about 1.8 times faster, and equal to PyTorch's to rounding (see below) |
+/// | Guided Backprop | torchvision's order through autograd, one stretch between ReLUs at a time | by hand, Captum's numbers (0.0 apart on the lab's images) |
+/// | Grad-CAM | torchvision's order, NCHW | torchvision's order on NHWC weights on the CPU |
+///
+/// NHWC convolutions sum in another order, so their values differ from
+/// PyTorch's in the last bit. Where an image has flat regions, PyTorch's
+/// layout computes exactly equal values side by side and max-pooling routes
+/// the gradient to the first; in NHWC the gradient may go to another,
+/// equally valid, position: Integrated Gradients then agrees with Captum to
+/// about 1e-3 (relative L2) rather than 1e-7, and Grad-CAM at a layer below a
+/// pooling likewise. `PyTorch` is the setting for agreeing with PyTorch and
+/// Captum to float rounding; `Fast` for everything else. A network without
+/// fast paths ([`Model::new`], [`Model::from_layers`]) computes the same
+/// under both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Numerics {
+    /// PyTorch's numbers: torchvision's order, through autograd, NCHW.
+    #[cfg_attr(feature = "cli", value(name = "pytorch"))]
+    PyTorch,
+    /// The fast paths (`model/fast/`): the same numbers where the table says
+    /// so, faster.
+    #[default]
+    Fast,
+}
+
+/// A network the model runs: what it offers, and printable.
+trait Net: Network + std::fmt::Debug + Send {}
+impl<T: Network + std::fmt::Debug + Send> Net for T {}
+
+/// A tch module inside a [`Model`]: opaque.
+#[derive(Debug)]
+struct Module(Box<dyn ModuleT>);
+
+impl Network for Module {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.0.forward_t(x, false)
+    }
+    fn num_classes(&self) -> Option<i64> {
+        None
+    }
+}
+
+/// A network of the crate's layers inside a [`Model`]: it can be looked
+/// inside.
+#[derive(Debug)]
+struct Layers(Box<dyn Layer>);
+
+impl Network for Layers {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.0.forward(x, &mut Pass::new(), "")
+    }
+    fn num_classes(&self) -> Option<i64> {
+        None
+    }
+    fn inspect(&self) -> Option<&dyn Inspect> {
+        Some(self)
+    }
+}
+
+impl Inspect for Layers {
+    fn logits_traced(&self, x: &Tensor, pass: &mut Pass) -> Tensor {
+        self.0.forward(x, pass, "")
+    }
+    fn layer_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        self.0.layer_names("", &mut names);
+        names
+    }
+}
 
 /// A frozen pretrained network: its variables and its forward function.
 ///
 /// `Model` is a concrete type, so a notebook can keep it in a variable between
 /// cells. It implements [`Network`], with what its network offers: a
-/// [`squeezenet1_1`] scores one class alone, runs copies of an image in NHWC
-/// layout on the CPU and can be looked inside. It also implements
-/// [`ModuleT`], so it goes wherever a tch module does (always computing
-/// the whole network in the default layout).
+/// [`squeezenet1_1`] can be looked inside ([`Inspect`]) and has fast paths
+/// ([`FastPaths`]), switched by [`Numerics`]. It also implements
+/// [`ModuleT`], so it goes wherever a tch module does (its logits, as
+/// [`Numerics`] says).
 #[derive(Debug)]
 pub struct Model {
     vs: nn::VarStore,
-    net: Net,
+    net: Box<dyn Net>,
+    /// The fast paths, where the network has them (SqueezeNet).
+    fast: Option<FastSqueezeNet>,
+    numerics: Numerics,
     name: String,
-    /// The same network with its convolution weights in NHWC layout, for
-    /// batches of copies (see [`Network::copy_layout`]), and its variables.
-    channels_last: Option<(nn::VarStore, Net)>,
     /// How each variable is initialised before training.
     init: fn(&str) -> Init,
 }
@@ -88,125 +171,35 @@ fn layer_of(variable: &str) -> String {
     parts[..keep].join(".")
 }
 
-/// A network of the crate's layers (which can be looked inside) or any tch
-/// module (which cannot).
-#[derive(Debug)]
-enum Net {
-    Layers(Box<dyn Layer>),
-    Module(Box<dyn ModuleT>),
-}
-
-impl Net {
-    fn logits(&self, x: &Tensor) -> Tensor {
-        match self {
-            Net::Layers(net) => net.forward(x, &mut Pass::new(), ""),
-            Net::Module(net) => net.forward_t(x, false),
-        }
-    }
-
-    fn class_score(&self, x: &Tensor, class: i64) -> Tensor {
-        match self {
-            Net::Layers(net) => net
-                .class_score(x, class)
-                .unwrap_or_else(|| self.logits(x).select(1, class)),
-            Net::Module(_) => self.logits(x).select(1, class),
-        }
-    }
-}
-
 impl ModuleT for Model {
-    /// The class scores, in the default layout on the default weights
-    /// (`train` is ignored: the model is frozen in evaluation mode).
+    /// The class scores, as [`Numerics`] says (`train` is ignored: the model
+    /// is frozen in evaluation mode).
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        self.net.logits(xs)
+        self.logits(xs)
     }
 }
 
 impl Network for Model {
     fn logits(&self, x: &Tensor) -> Tensor {
-        self.net.logits(x)
-    }
-
-    /// NHWC where the model keeps an NHWC twin of its weights (the CPU), else
-    /// the default.
-    fn copy_layout(&self) -> Layout {
-        if self.channels_last.is_some() {
-            Layout::ChannelsLast
-        } else {
-            Layout::Contiguous
-        }
-    }
-
-    /// Through the network's one-class head where it has one (SqueezeNet: a
-    /// quarter fewer multiply-adds, the same gradient), on the NHWC twin for
-    /// an input said to be NHWC where there is one.
-    fn class_score(&self, x: &Tensor, class: i64, layout: Layout) -> Tensor {
-        match (&self.channels_last, layout) {
-            (Some((_, twin)), Layout::ChannelsLast) => twin.class_score(x, class),
-            _ => self.net.class_score(x, class),
-        }
-    }
-
-    /// On the NHWC twin for an input said to be NHWC, where there is one.
-    fn logits_in(&self, x: &Tensor, layout: Layout) -> Tensor {
-        match (&self.channels_last, layout) {
-            (Some((_, twin)), Layout::ChannelsLast) => twin.logits(x),
-            _ => self.net.logits(x),
+        match self.fast_paths() {
+            Some(fast) => fast.logits(x),
+            None => self.net.logits(x),
         }
     }
 
     fn num_classes(&self) -> Option<i64> {
-        match &self.net {
-            Net::Layers(net) => net.num_classes(),
-            Net::Module(_) => None,
+        self.net.num_classes()
+    }
+
+    fn inspect(&self) -> Option<&dyn Inspect> {
+        match self.fast_paths() {
+            Some(fast) => Some(fast),
+            None => self.net.inspect(),
         }
     }
 
-    /// Each image's class row of the classifier only, where the network has
-    /// a head for it (the same numbers, bit for bit).
-    fn target_scores(&self, x: &Tensor, targets: &[i64]) -> Tensor {
-        match &self.net {
-            Net::Layers(net) => net.target_scores(x, targets).unwrap_or_else(|| {
-                let index = Tensor::from_slice(targets)
-                    .to_device(x.device())
-                    .view([-1, 1]);
-                self.net.logits(x).gather(1, &index, false).view([-1])
-            }),
-            Net::Module(net) => {
-                let index = Tensor::from_slice(targets)
-                    .to_device(x.device())
-                    .view([-1, 1]);
-                net.forward_t(x, false).gather(1, &index, false).view([-1])
-            }
-        }
-    }
-
-    /// On the NHWC twin for an input said to be NHWC, where there is one.
-    fn logits_traced(&self, x: &Tensor, pass: &mut Pass, layout: Layout) -> Option<Tensor> {
-        let net = match (&self.channels_last, layout) {
-            (Some((_, twin)), Layout::ChannelsLast) => twin,
-            _ => &self.net,
-        };
-        match net {
-            Net::Layers(net) => Some(net.forward(x, pass, "")),
-            Net::Module(_) => None,
-        }
-    }
-
-    /// Where the network computes it by hand (SqueezeNet).
-    fn guided_gradient(&self, x: &Tensor, targets: &[i64]) -> Option<Tensor> {
-        match &self.net {
-            Net::Layers(net) => net.guided_gradient(x, targets),
-            Net::Module(_) => None,
-        }
-    }
-
-    fn layer_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        if let Net::Layers(net) = &self.net {
-            net.layer_names("", &mut names);
-        }
-        names
+    fn fast(&self) -> Option<&dyn FastPaths> {
+        self.fast_paths().map(|f| f as &dyn FastPaths)
     }
 }
 
@@ -217,57 +210,72 @@ impl Model {
     /// cannot see into a tch module: build it from the crate's [`layers`]
     /// and use [`Model::from_layers`] for them.
     #[must_use]
-    pub fn new(mut vs: nn::VarStore, net: Box<dyn ModuleT>, name: impl Into<String>) -> Self {
-        vs.freeze();
-        Model {
-            vs,
-            net: Net::Module(net),
-            name: name.into(),
-            channels_last: None,
-            init: default_init,
-        }
+    pub fn new(vs: nn::VarStore, net: Box<dyn ModuleT>, name: impl Into<String>) -> Self {
+        Model::wrap(vs, Box::new(Module(net)), name.into())
     }
 
     /// Wraps a network built from the crate's [`layers`] on `vs` (frozen);
     /// every method can look inside it.
     #[must_use]
-    pub fn from_layers(mut vs: nn::VarStore, net: Box<dyn Layer>, name: impl Into<String>) -> Self {
+    pub fn from_layers(vs: nn::VarStore, net: Box<dyn Layer>, name: impl Into<String>) -> Self {
+        Model::wrap(vs, Box::new(Layers(net)), name.into())
+    }
+
+    fn wrap(mut vs: nn::VarStore, net: Box<dyn Net>, name: String) -> Self {
         vs.freeze();
         Model {
             vs,
-            net: Net::Layers(net),
-            name: name.into(),
-            channels_last: None,
+            net,
+            fast: None,
+            numerics: Numerics::default(),
+            name,
             init: default_init,
         }
     }
 
-    /// Adds a twin of the network, built by `build` on a new variable store,
-    /// with this model's weights in NHWC layout: batches of copies of an
-    /// image then run on it (see [`Network::copy_layout`]).
-    ///
-    /// # Errors
-    /// If the twin's variables do not match this model's.
-    pub fn with_channels_last_twin(
-        self,
-        build: impl FnOnce(&nn::Path) -> Box<dyn ModuleT>,
-    ) -> Result<Self> {
-        self.with_twin(|p| Net::Module(build(p)))
+    /// SqueezeNet 1.1 on `vs` (its weights in place), with its fast paths.
+    pub(crate) fn squeezenet(vs: nn::VarStore, net: SqueezeNet11) -> Self {
+        let fast = FastSqueezeNet::new(&net);
+        let mut model = Model::wrap(vs, Box::new(net), "SqueezeNet 1.1".into());
+        model.init = squeezenet_init;
+        model.fast = Some(fast);
+        model
     }
 
-    fn with_twin(mut self, build: impl FnOnce(&nn::Path) -> Net) -> Result<Self> {
-        let mut vs = nn::VarStore::new(self.vs.device());
-        let net = build(&vs.root());
-        vs.copy(&self.vs)?;
-        for (_, var) in vs.variables() {
-            if var.dim() == 4 {
-                let nhwc = Layout::ChannelsLast.apply(&var);
-                tch::no_grad(|| var.shallow_clone().set_data(&nhwc));
-            }
+    /// The model computing as `numerics` says (see [`Numerics`]).
+    #[must_use]
+    pub fn with_numerics(mut self, numerics: Numerics) -> Self {
+        self.numerics = numerics;
+        self
+    }
+
+    /// Sets how the model computes (see [`Numerics`]).
+    pub fn set_numerics(&mut self, numerics: Numerics) {
+        self.numerics = numerics;
+    }
+
+    /// How the model computes (see [`Numerics`]).
+    #[must_use]
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
+    }
+
+    /// The fast paths, where the model has them and [`Numerics::Fast`] is set.
+    fn fast_paths(&self) -> Option<&FastSqueezeNet> {
+        match self.numerics {
+            Numerics::Fast => self.fast.as_ref(),
+            Numerics::PyTorch => None,
         }
-        vs.freeze();
-        self.channels_last = Some((vs, net));
-        Ok(self)
+    }
+
+    /// The names of the layers a pass can capture, in the order they run
+    /// (empty for an opaque module).
+    #[must_use]
+    pub fn layer_names(&self) -> Vec<String> {
+        self.net
+            .inspect()
+            .map(Inspect::layer_names)
+            .unwrap_or_default()
     }
 
     /// The layers that hold weights, from the input to the output: the units
@@ -366,13 +374,14 @@ impl Model {
         Ok(())
     }
 
-    /// Copies `values` into the variable `name` and its NHWC twin.
+    /// Copies `values` into the variable `name` (and into the fast paths'
+    /// copies of the weights).
     fn set_variable(&self, name: &str, values: &Tensor) -> Result<()> {
-        let stores = std::iter::once(&self.vs).chain(self.channels_last.as_ref().map(|(vs, _)| vs));
-        for vs in stores {
-            if let Some(var) = vs.variables().get(name) {
-                tch::no_grad(|| var.shallow_clone().f_copy_(values))?;
-            }
+        if let Some(var) = self.vs.variables().get(name) {
+            tch::no_grad(|| var.shallow_clone().f_copy_(values))?;
+        }
+        if let Some(fast) = &self.fast {
+            fast.refresh();
         }
         Ok(())
     }
@@ -405,19 +414,19 @@ impl Model {
         class_scores(self, x)
     }
 
-    /// Runs one forward and backward pass on a small batch, in the default
-    /// layout and in the layout for copies, so that libtorch's one-time
-    /// set-up (thread pool, kernel selection, allocator) is paid here rather
-    /// than by the first saliency map.
+    /// Runs one forward and backward pass on a small batch, on distinct
+    /// images and on copies, so that libtorch's one-time set-up (thread
+    /// pool, kernel selection, allocator) is paid here rather than by the
+    /// first saliency map.
     ///
     /// # Errors
     /// If libtorch fails.
     pub fn warm_up(&self, batch: i64) -> Result<()> {
         let x = Tensor::zeros([batch, 3, 224, 224], (Kind::Float, self.device()));
         let targets = vec![0; batch as usize];
-        let _grad = network::target_gradient(self, &x, &targets)?;
-        if self.copy_layout() != Layout::Contiguous {
-            let _grad = network::copies_gradient(self, &x, 0, self.copy_layout())?;
+        let _grad = target_gradient(self, &x, &targets)?;
+        if self.fast_paths().is_some_and(FastSqueezeNet::has_nhwc) {
+            let _grad = copies_gradient(self, &x, 0)?;
         }
         Ok(())
     }
@@ -428,11 +437,8 @@ impl Model {
 /// (`features.0.weight` ... `classifier.1.bias`), frozen, on `device`, and
 /// runs one small forward and backward pass so the first real call is not
 /// slowed by libtorch's set-up. The network is the crate's [`SqueezeNet11`]
-/// (torchvision's numbers bit for bit, in a faster order, one class alone
-/// where asked; every layer visible). On the CPU the model also keeps a twin
-/// with its convolution weights in NHWC layout for batches of copies of an
-/// image (SmoothGrad's noisy samples and the like; see
-/// [`Network::copy_layout`]).
+/// (every layer visible), with its fast paths on ([`Numerics::Fast`]: the
+/// same numbers, or equal to rounding, faster; see [`Numerics`]).
 ///
 /// # Errors
 /// [`Error::NotFound`] if the file does not exist, [`Error::Format`] if it is
@@ -442,11 +448,7 @@ pub fn squeezenet1_1(weights: impl AsRef<Path>, device: Device) -> Result<Model>
     let vs = nn::VarStore::new(device);
     let net = SqueezeNet11::new(&vs.root(), 1000);
     load_weights(&vs, weights.as_ref())?;
-    let mut model = Model::from_layers(vs, Box::new(net), "SqueezeNet 1.1");
-    model.init = squeezenet_init;
-    if device == Device::Cpu {
-        model = model.with_twin(|p| Net::Layers(Box::new(SqueezeNet11::new(p, 1000))))?;
-    }
+    let model = Model::squeezenet(vs, net);
     // libtorch sets kernels up on first use: pay it here (~0.1 s), not in
     // the first saliency map. A GPU also sets up per batch shape and grows
     // its memory pool: warm it at the lab's batch of 25 too.

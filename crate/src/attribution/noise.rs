@@ -1,17 +1,6 @@
-//! SmoothGrad (Smilkov, Thorat, Kim, Viégas and Wattenberg, "SmoothGrad:
-//! removing noise by adding noise", 2017): average the gradient over copies of
-//! the input with i.i.d. Gaussian noise added, `sigma = noise_level * (max -
-//! min)` of each image.
-//!
-//! One pass gives three estimators of the same samples:
-//! - SmoothGrad: the mean gradient `E[g]`;
-//! - SG-SQ: the mean squared gradient `E[g^2]` (Hooker et al., "A Benchmark
-//!   for Interpretability Methods in Deep Neural Networks", NeurIPS 2019);
-//! - VarGrad: the variance `E[g^2] - E[g]^2` (Adebayo et al., "Local
-//!   Explanation Methods for Deep Neural Networks Lack Sensitivity to
-//!   Parameter Values", ICLR workshop 2018), accumulated separately with a
-//!   numerically stable pairwise (Chan et al.) update, so the identity
-//!   `VarGrad = SG-SQ - SmoothGrad^2` is a check, not a definition.
+//! The noise of the noise tunnel ([`super::noise_tunnel`]): Gaussian noise
+//! added to copies of an image, `sigma = noise_level * (max - min)` of each
+//! image.
 //!
 //! Noise depends on the seed, the image's index and the sample's number,
 //! never on the batch size or on the other images. Two generators give it
@@ -27,30 +16,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use tch::{Device, Kind, Tensor};
 
-use super::{NoiseTunnel, Vanilla};
 use crate::error::{Error, Result};
-use crate::model::Network;
 use crate::support::check_batch;
 
-/// SmoothGrad's parameters, with the paper's defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SmoothGradConfig {
-    /// Noise standard deviation as a fraction of each image's value range
-    /// (`max - min` of the preprocessed image). Default 0.15 (Smilkov et al.
-    /// found 10-20% best). 0 gives the vanilla gradient.
-    pub noise_level: f64,
-    /// Number of noisy samples per image. Default 50.
-    pub samples: usize,
-    /// Seed of the noise generator. Default 0.
-    pub seed: u64,
-    /// How many noisy copies go through the network at once; bounds memory.
-    /// Default 10.
-    pub batch_size: usize,
-    /// Which generator draws the noise. Default [`NoiseGenerator::Auto`].
-    pub generator: NoiseGenerator,
-}
-
-/// The source of SmoothGrad's Gaussian noise. Either way the noise of sample
+/// The source of the noise tunnel's Gaussian noise. Either way the noise of sample
 /// `j` of image `i` depends only on the seed, `i` and `j`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NoiseGenerator {
@@ -69,106 +38,8 @@ pub enum NoiseGenerator {
     Counter,
 }
 
-impl Default for SmoothGradConfig {
-    fn default() -> Self {
-        SmoothGradConfig {
-            noise_level: 0.15,
-            samples: 50,
-            seed: 0,
-            batch_size: 10,
-            generator: NoiseGenerator::Auto,
-        }
-    }
-}
-
-impl SmoothGradConfig {
-    /// Sets the noise level (fraction of the image's range).
-    #[must_use]
-    pub fn with_noise_level(mut self, noise_level: f64) -> Self {
-        self.noise_level = noise_level;
-        self
-    }
-
-    /// Sets the number of samples.
-    #[must_use]
-    pub fn with_samples(mut self, samples: usize) -> Self {
-        self.samples = samples;
-        self
-    }
-
-    /// Sets the seed.
-    #[must_use]
-    pub fn with_seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-
-    /// Sets the batch size.
-    #[must_use]
-    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size;
-        self
-    }
-
-    /// Sets the noise generator.
-    #[must_use]
-    pub fn with_generator(mut self, generator: NoiseGenerator) -> Self {
-        self.generator = generator;
-        self
-    }
-
-    /// Checks the parameters.
-    ///
-    /// # Errors
-    /// [`Error::Parameter`] for a negative or non-finite noise level, zero
-    /// samples or a batch size of 0.
-    pub fn validate(&self) -> Result<()> {
-        if !(self.noise_level.is_finite() && self.noise_level >= 0.0) {
-            return Err(Error::parameter(
-                "SmoothGradConfig",
-                "noise_level",
-                self.noise_level,
-                "must be finite and >= 0",
-            ));
-        }
-        if self.samples == 0 {
-            return Err(Error::parameter(
-                "SmoothGradConfig",
-                "samples",
-                0,
-                "must be at least 1",
-            ));
-        }
-        if self.batch_size == 0 {
-            return Err(Error::parameter(
-                "SmoothGradConfig",
-                "batch_size",
-                0,
-                "must be at least 1",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The result of [`smoothgrad`]: three estimators over the same noisy
-/// samples, each `[N, C, H, W]` float32.
-#[derive(Debug)]
-pub struct SmoothGrad {
-    /// SmoothGrad: the mean gradient over the noisy samples.
-    pub mean: Tensor,
-    /// SG-SQ: the mean of the squared gradients.
-    pub mean_square: Tensor,
-    /// VarGrad: the (population) variance of the gradients.
-    pub variance: Tensor,
-    /// The absolute noise standard deviation used for each image.
-    pub sigmas: Vec<f64>,
-    /// Samples per image.
-    pub samples: usize,
-}
-
 /// The noisy copies of one preprocessed image `[1, C, H, W]`, drawn in the
-/// order [`smoothgrad`] draws them (so a figure can show exactly the inputs
+/// order the noise tunnel draws them ([`smoothgrad`](super::smoothgrad) among its uses) (so a figure can show exactly the inputs
 /// that were averaged).
 #[derive(Debug)]
 pub struct NoiseSamples {
@@ -196,15 +67,18 @@ enum Source {
 }
 
 impl NoiseSamples {
-    /// The noise stream for image `index` of a batch, under `config`'s seed
-    /// and noise level; `image` is that image, `[1, C, H, W]` or `[C, H, W]`.
-    ///
-    /// # Errors
-    /// [`Error::Parameter`] for an invalid config or a non-finite image,
-    /// [`Error::Shape`] for a wrong shape (the counter-based generator also
-    /// needs an even number of values per image).
-    pub fn new(image: &Tensor, index: usize, config: &SmoothGradConfig) -> Result<Self> {
-        config.validate()?;
+    /// The noise stream for image `index` of a batch at `noise_level` (a
+    /// fraction of the image's range) from `seed` and `generator`; `image`
+    /// is that image, `[1, C, H, W]` or `[C, H, W]`. The parameters are
+    /// already checked ([`NoiseSamples::new`] takes them from a tunnel's
+    /// config and checks them).
+    pub(crate) fn from_parts(
+        image: &Tensor,
+        index: usize,
+        noise_level: f64,
+        seed: u64,
+        generator: NoiseGenerator,
+    ) -> Result<Self> {
         let image = match image.dim() {
             3 => image.unsqueeze(0),
             4 if image.size()[0] == 1 => image.shallow_clone(),
@@ -220,7 +94,7 @@ impl NoiseSamples {
         let image = image.detach().to_kind(Kind::Float);
         let range = image.max().double_value(&[]) - image.min().double_value(&[]);
         let device = image.device();
-        let counter = match config.generator {
+        let counter = match generator {
             NoiseGenerator::Auto => device != Device::Cpu,
             NoiseGenerator::ChaCha8 => false,
             NoiseGenerator::Counter => true,
@@ -235,11 +109,11 @@ impl NoiseSamples {
                 ));
             }
             Source::Counter {
-                key: mix64(mix64(config.seed) ^ index as u64),
+                key: mix64(mix64(seed) ^ index as u64),
                 pairs: Tensor::arange(numel / 2, (Kind::Int64, device)),
             }
         } else {
-            let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
             rng.set_stream(index as u64);
             let hwc = image
                 .get(0)
@@ -253,7 +127,7 @@ impl NoiseSamples {
         };
         Ok(NoiseSamples {
             image,
-            sigma: config.noise_level * range,
+            sigma: noise_level * range,
             source,
             drawn: 0,
         })
@@ -394,124 +268,9 @@ fn counter_normals(key: u64, pairs: &Tensor, first: u64, k: usize) -> Tensor {
     Tensor::stack(&[&r * t.cos(), r * t.sin()], 2).view([k as i64, -1])
 }
 
-/// Running mean, sum of squares and M2 (sum of squared deviations) of the
-/// gradients of one image, merged batch by batch in double precision.
-pub(crate) struct Moments {
-    n: f64,
-    mean: Tensor,
-    sum_sq: Tensor,
-    m2: Tensor,
-}
-
-impl Moments {
-    pub(crate) fn new(like: &Tensor) -> Self {
-        let z = || Tensor::zeros(like.size(), (Kind::Double, like.device()));
-        Moments {
-            n: 0.0,
-            mean: z(),
-            sum_sq: z(),
-            m2: z(),
-        }
-    }
-
-    /// Adds a batch of gradients `[b, C, H, W]` (Chan, Golub and LeVeque's
-    /// pairwise update).
-    pub(crate) fn add(&mut self, g: &Tensor) {
-        // Per-batch sums in single precision (a few samples each), merged
-        // across batches in double precision.
-        let nb = g.size()[0] as f64;
-        let sum_b = g.sum_dim_intlist(0, true, Kind::Float);
-        let mean_b32 = &sum_b / nb;
-        let m2_b = (g - &mean_b32)
-            .square()
-            .sum_dim_intlist(0, true, Kind::Float)
-            .to_kind(Kind::Double);
-        self.sum_sq += g
-            .square()
-            .sum_dim_intlist(0, true, Kind::Float)
-            .to_kind(Kind::Double);
-        let mean_b = sum_b.to_kind(Kind::Double) / nb;
-        let n = self.n + nb;
-        let delta = &mean_b - &self.mean;
-        self.m2 = &self.m2 + m2_b + delta.square() * (self.n * nb / n);
-        self.mean = &self.mean + delta * (nb / n);
-        self.n = n;
-    }
-
-    /// The mean, the mean square and the (population) variance, in single
-    /// precision.
-    pub(crate) fn estimates(self) -> (Tensor, Tensor, Tensor) {
-        (
-            self.mean.to_kind(Kind::Float),
-            (self.sum_sq / self.n).to_kind(Kind::Float),
-            (self.m2 / self.n).to_kind(Kind::Float),
-        )
-    }
-}
-
-/// SmoothGrad, SG-SQ and VarGrad of the vanilla gradient of `net` for a
-/// preprocessed batch `x` `[N, C, H, W]` and one target class per image, over
-/// `config.samples` noisy copies per image run `config.batch_size` at a time:
-/// [`NoiseTunnel`] over [`Vanilla`]. The copies go through the network in the
-/// layout it asks for and, where it can, scoring the target class alone
-/// ([`Network::copy_layout`], [`Network::class_score`]): a [`Model`] from
-/// [`squeezenet1_1`] does both on the CPU, a `&dyn ModuleT` neither (the same
-/// numbers, slower).
-///
-/// [`Model`]: crate::Model
-/// [`squeezenet1_1`]: crate::squeezenet1_1
-///
-/// # Errors
-/// As [`vanilla_gradient`](super::vanilla_gradient), and
-/// [`Error::Parameter`] for an invalid config.
-///
-/// ```no_run
-/// use saliency_lab::attribution::{smoothgrad, SmoothGradConfig};
-/// # let (model, x, labels): (saliency_lab::Model, tch::Tensor, Vec<i64>) = todo!();
-/// let sg = smoothgrad(&model, &x, &labels, &SmoothGradConfig::default().with_samples(25))?;
-/// let map = saliency_lab::attribution::max_abs(&sg.mean)?;
-/// # Ok::<(), saliency_lab::Error>(())
-/// ```
-pub fn smoothgrad<N: Network + ?Sized>(
-    net: &N,
-    x: &Tensor,
-    targets: &[i64],
-    config: &SmoothGradConfig,
-) -> Result<SmoothGrad> {
-    NoiseTunnel::new(Vanilla, config.clone()).estimate(&net, x, targets)
-}
-
-impl SmoothGrad {
-    /// Moves the three estimators to `device`.
-    #[must_use]
-    pub fn to_device(self, device: Device) -> Self {
-        SmoothGrad {
-            mean: self.mean.to_device(device),
-            mean_square: self.mean_square.to_device(device),
-            variance: self.variance.to_device(device),
-            ..self
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_rejects_bad_values() {
-        let c = SmoothGradConfig::default();
-        for (bad, name) in [
-            (c.clone().with_noise_level(-0.1), "noise_level"),
-            (c.clone().with_noise_level(f64::NAN), "noise_level"),
-            (c.clone().with_samples(0), "samples"),
-            (c.clone().with_batch_size(0), "batch_size"),
-        ] {
-            let msg = bad.validate().unwrap_err().to_string();
-            assert!(msg.contains(name), "{msg}");
-        }
-        assert!(c.validate().is_ok());
-    }
 
     #[test]
     fn noise_has_the_requested_scale_and_is_batch_invariant() {
@@ -520,21 +279,19 @@ mod tests {
             .view([1, 1, 1, 2])
             .repeat([1, 1, 100, 50]);
         for generator in [NoiseGenerator::ChaCha8, NoiseGenerator::Counter] {
-            let cfg = SmoothGradConfig::default()
-                .with_noise_level(0.25)
-                .with_seed(7)
-                .with_generator(generator);
-            let mut a = NoiseSamples::new(&img, 3, &cfg).unwrap();
+            let samples =
+                |index, seed| NoiseSamples::from_parts(&img, index, 0.25, seed, generator);
+            let mut a = samples(3, 7).unwrap();
             assert!((a.sigma() - 0.5).abs() < 1e-12);
             let whole = a.next_batch(4);
             let std = (&whole - &img).std(true).double_value(&[]);
             assert!((std - 0.5).abs() < 0.01, "{generator:?}: {std}");
-            let mut b = NoiseSamples::new(&img, 3, &cfg).unwrap();
+            let mut b = samples(3, 7).unwrap();
             let parts = Tensor::cat(&[b.next_batch(1), b.next_batch(3)], 0);
             assert!(whole.equal(&parts), "{generator:?}");
-            let mut other = NoiseSamples::new(&img, 4, &cfg).unwrap();
+            let mut other = samples(4, 7).unwrap();
             assert!(!whole.equal(&other.next_batch(4)), "{generator:?}");
-            let mut reseeded = NoiseSamples::new(&img, 3, &cfg.clone().with_seed(8)).unwrap();
+            let mut reseeded = samples(3, 8).unwrap();
             assert!(!whole.equal(&reseeded.next_batch(4)), "{generator:?}");
         }
     }
@@ -583,17 +340,5 @@ mod tests {
         assert!(corr(&even, &odd).abs() < 0.005);
         assert!(corr(&z.narrow(1, 0, n - 2), &z.narrow(1, 2, n - 2)).abs() < 0.005);
         assert!(corr(&z.get(0), &z.get(1)).abs() < 0.01);
-    }
-
-    #[test]
-    fn moments_match_two_pass_formulas() {
-        // Gradients 1, 2, 3, 6 in batches of 3 and 1: mean 3, E[g^2] 12.5, var 3.5.
-        let g = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 6.0]).view([4, 1, 1, 1]);
-        let mut m = Moments::new(&g.narrow(0, 0, 1));
-        m.add(&g.narrow(0, 0, 3));
-        m.add(&g.narrow(0, 3, 1));
-        assert!((m.mean.double_value(&[0, 0, 0, 0]) - 3.0).abs() < 1e-12);
-        assert!((m.sum_sq.double_value(&[0, 0, 0, 0]) / 4.0 - 12.5).abs() < 1e-12);
-        assert!((m.m2.double_value(&[0, 0, 0, 0]) / 4.0 - 3.5).abs() < 1e-12);
     }
 }

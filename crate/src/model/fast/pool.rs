@@ -19,8 +19,11 @@
 //! the autograd graph, so the backward pass (`gather`'s, a `scatter_add` in
 //! output order) adds the gradients in the order libtorch's pooling does.
 //!
-//! Planes go to the threads of libtorch's own OpenMP team where libtorch's
-//! OpenMP is libgomp (its `GOMP_parallel`), else to threads of the crate's.
+//! Planes go to threads of the crate's (`std::thread::scope`), as many as
+//! libtorch's intra-op threads. Running them on libtorch's own OpenMP team
+//! (libgomp's undocumented `GOMP_parallel`) was 7% faster on the vanilla
+//! gradient, but tied the crate to one OpenMP runtime's ABI
+//! (`crate/benches/LOG.md`).
 
 use std::sync::Mutex;
 
@@ -124,127 +127,71 @@ fn fast_indices(
     let plane = Plane { h, w, k, s, wo };
     // Every index the kernel forms, the padding's included, fits 32 bits.
     u32::try_from(h * w + plane.phase_len() * s + k).ok()?;
-    // Only for a contiguous CPU float tensor (`with_f32_data`'s test).
-    crate::support::with_f32_data(x, |input| {
-        let indices = Tensor::empty(
-            [size[0], size[1], (ho * wo) as i64],
-            (Kind::Int64, x.device()),
-        );
-        // SAFETY: `indices` was just made, contiguous, of `planes * ho * wo`
-        // 64-bit integers, and nothing else refers to its memory until this
-        // function returns it.
-        let output = unsafe {
-            std::slice::from_raw_parts_mut(indices.data_ptr() as *mut i64, planes * ho * wo)
-        };
-        // Work goes out a few planes at a time to whichever thread is free,
-        // on libtorch's own OpenMP threads where there are several.
-        let group = 4;
-        let threads = usize::try_from(tch::get_num_threads())
-            .unwrap_or(1)
-            .clamp(1, planes.div_ceil(group));
-        let work = Mutex::new(
-            input
-                .chunks(group * h * w)
-                .zip(output.chunks_mut(group * ho * wo)),
-        );
-        let run = || {
-            let mut scratch = Scratch::new(&plane);
-            while let Some((inputs, outputs)) = work.lock().ok().and_then(|mut w| w.next()) {
-                for (x, out) in inputs
-                    .chunks_exact(h * w)
-                    .zip(outputs.chunks_exact_mut(ho * wo))
-                {
-                    plane.argmax(x, out, &mut scratch);
-                }
+    // SAFETY: `x` is a tensor this crate's forward pass made or was given,
+    // and nothing writes it while the kernel reads it (the kernel runs to
+    // completion before this function returns; the caller's other handles
+    // are not used meanwhile).
+    let input = unsafe { f32_data(x)? };
+    let indices = Tensor::empty(
+        [size[0], size[1], (ho * wo) as i64],
+        (Kind::Int64, x.device()),
+    );
+    // SAFETY: `indices` was just made, contiguous, of `planes * ho * wo`
+    // 64-bit integers, and nothing else refers to its memory until this
+    // function returns it.
+    let output =
+        unsafe { std::slice::from_raw_parts_mut(indices.data_ptr() as *mut i64, planes * ho * wo) };
+    // Work goes out a few planes at a time to whichever thread is free.
+    let group = 4;
+    let threads = usize::try_from(tch::get_num_threads())
+        .unwrap_or(1)
+        .clamp(1, planes.div_ceil(group));
+    let work = Mutex::new(
+        input
+            .chunks(group * h * w)
+            .zip(output.chunks_mut(group * ho * wo)),
+    );
+    let run = || {
+        let mut scratch = Scratch::new(&plane);
+        while let Some((inputs, outputs)) = work.lock().ok().and_then(|mut w| w.next()) {
+            for (x, out) in inputs
+                .chunks_exact(h * w)
+                .zip(outputs.chunks_exact_mut(ho * wo))
+            {
+                plane.argmax(x, out, &mut scratch);
             }
-        };
-        if threads == 1 {
-            run();
-        } else if !openmp::parallel(threads, &run) {
-            std::thread::scope(|scope| {
-                for _ in 1..threads {
-                    scope.spawn(run);
-                }
-                run();
-            });
         }
-        (indices, ho as i64, wo as i64)
-    })
+    };
+    if threads == 1 {
+        run();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(run);
+            }
+            run();
+        });
+    }
+    Some((indices, ho as i64, wo as i64))
 }
 
-/// libtorch's own OpenMP threads, for work of the crate's.
-mod openmp {
-    use std::ffi::{c_uint, c_void};
-    use std::sync::{Mutex, OnceLock};
-
-    /// libgomp's `GOMP_parallel(fn, data, num_threads, flags)`, the entry
-    /// point GCC compiles `#pragma omp parallel` to.
-    type Parallel = unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint);
-
-    /// `GOMP_parallel` of the OpenMP library libtorch loaded, if it loaded
-    /// libgomp.
-    fn entry() -> Option<Parallel> {
-        static ENTRY: OnceLock<Option<Parallel>> = OnceLock::new();
-        *ENTRY.get_or_init(|| {
-            #[cfg(target_os = "linux")]
-            // SAFETY: `RTLD_NOLOAD` only finds a library that is already
-            // loaded (libtorch's libgomp; nothing is loaded or run), and
-            // `GOMP_parallel` has had this signature since libgomp 4.9.
-            unsafe {
-                let lib = libc::dlopen(
-                    c"libgomp.so.1".as_ptr(),
-                    libc::RTLD_LAZY | libc::RTLD_NOLOAD,
-                );
-                if lib.is_null() {
-                    return None;
-                }
-                let symbol = libc::dlsym(lib, c"GOMP_parallel".as_ptr());
-                (!symbol.is_null()).then(|| std::mem::transmute::<*mut c_void, Parallel>(symbol))
-            }
-            #[cfg(not(target_os = "linux"))]
-            None
-        })
+/// The values of `t` where `t` is a contiguous float tensor on the CPU (else
+/// `None`), without copying them.
+///
+/// # Safety
+/// Nothing may write `t`'s storage while the slice lives: the borrow keeps
+/// the storage alive, but another tensor sharing it could still change it.
+unsafe fn f32_data(t: &Tensor) -> Option<&[f32]> {
+    if t.kind() != Kind::Float || t.device() != tch::Device::Cpu || !t.is_contiguous() {
+        return None;
     }
-
-    /// Runs `run` on each of `threads` threads of libtorch's OpenMP team,
-    /// the calling thread among them, and returns when all have finished;
-    /// `false`, without running it, where libtorch's OpenMP is not libgomp.
-    ///
-    /// Threads of the crate's own would share the cores with the team's,
-    /// which spin for a while after each of libtorch's operations: with
-    /// them, the pooling kernel on two threads made the vanilla gradient no
-    /// faster than on one (`crate/benches/LOG.md`).
-    pub(super) fn parallel(threads: usize, run: &(dyn Fn() + Sync)) -> bool {
-        let Some(parallel) = entry() else {
-            return false;
-        };
-        struct Job<'a> {
-            run: &'a (dyn Fn() + Sync),
-            panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
-        }
-        extern "C" fn each(data: *mut c_void) {
-            // SAFETY: `data` is the `Job` below, alive until `GOMP_parallel`
-            // returns, which is after every thread has left this function.
-            let job = unsafe { &*(data as *const Job) };
-            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.run)) {
-                if let Ok(mut slot) = job.panic.lock() {
-                    slot.get_or_insert(panic);
-                }
-            }
-        }
-        let job = Job {
-            run,
-            panic: Mutex::new(None),
-        };
-        let threads = c_uint::try_from(threads).unwrap_or(c_uint::MAX);
-        // SAFETY: `each` does not unwind (panics are caught and carried
-        // over), and `job` outlives the call.
-        unsafe { parallel(each, &job as *const Job as *mut c_void, threads, 0) };
-        if let Some(panic) = job.panic.into_inner().ok().flatten() {
-            std::panic::resume_unwind(panic);
-        }
-        true
+    let len = t.numel();
+    if len == 0 {
+        return Some(&[]);
     }
+    // SAFETY: a contiguous CPU float tensor holds `numel` f32 values from its
+    // data pointer; the caller guarantees nothing writes them meanwhile.
+    Some(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, len) })
 }
 
 /// One plane's geometry: input `h x w`, window `k`, stride `s`, output
@@ -479,66 +426,6 @@ mod tests {
                 2,
                 true,
             );
-        }
-    }
-
-    #[test]
-    #[ignore = "timing, not a check: cargo test --release --lib pool -- --ignored --nocapture"]
-    fn time_against_libtorch() {
-        crate::keep_freed_memory();
-        for (c, hw) in [(64, 111), (128, 55), (256, 27)] {
-            let x = Tensor::randn([5, c, hw, hw], (Kind::Float, Device::Cpu));
-            let time = |f: &dyn Fn()| {
-                f();
-                let mut t: Vec<f64> = (0..21)
-                    .map(|_| {
-                        let s = std::time::Instant::now();
-                        f();
-                        s.elapsed().as_secs_f64() * 1e3
-                    })
-                    .collect();
-                t.sort_by(f64::total_cmp);
-                t[10]
-            };
-            let lt = time(&|| {
-                let _ = x.max_pool2d_with_indices([3, 3], [2, 2], [0, 0], [1, 1], true);
-            });
-            let idx = time(&|| {
-                let _ = fast_indices(&x, 3, 2, true);
-            });
-            let all = time(&|| {
-                let _ = max_pool2d(&x, 3, 2, true);
-            });
-            let (i, _, _) = fast_indices(&x, 3, 2, true).unwrap();
-            let flat = x.flatten(2, 3);
-            let gather = time(&|| {
-                let _ = flat.gather(2, &i, false);
-            });
-            let take = time(&|| {
-                let _ = x.take(&i);
-            });
-            println!("[5, {c}, {hw}, {hw}]: libtorch {lt:.2} ms, indices {idx:.2} ms, with gather {all:.2} ms, gather alone {gather:.2} ms, take {take:.2}");
-        }
-    }
-
-    #[test]
-    fn work_runs_on_libtorchs_openmp_threads() {
-        use std::collections::HashSet;
-        // libtorch (and with it its OpenMP) is loaded and started.
-        let _ = Tensor::ones([64, 64], (Kind::Float, Device::Cpu)).sum(Kind::Float);
-        let threads = Mutex::new(HashSet::new());
-        let on_team = openmp::parallel(2, &|| {
-            threads.lock().unwrap().insert(std::thread::current().id());
-        });
-        // The wheels' libtorch for Linux brings libgomp.
-        if cfg!(target_os = "linux") {
-            assert!(on_team, "libgomp's GOMP_parallel not found");
-            assert_eq!(threads.lock().unwrap().len(), 2);
-            // A panic on the team comes back to the caller.
-            let panicked = std::panic::catch_unwind(|| {
-                openmp::parallel(2, &|| panic!("on purpose, on an OpenMP thread"))
-            });
-            assert!(panicked.is_err());
         }
     }
 
