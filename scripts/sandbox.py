@@ -611,6 +611,7 @@ def grading_crate(withhold):
             shutil.rmtree(old, ignore_errors=True)
     tmp = dst.with_name(dst.name + ".part")
     shutil.copytree(src / "src", tmp / "src", ignore=shutil.ignore_patterns("bin"))
+    shutil.copy2(src / "build.rs", tmp / "build.rs")
     for feature in withhold:
         for f in spec[feature]["files"]:
             (tmp / f).unlink()
@@ -624,7 +625,8 @@ def crate_digest():
     """The crate's version, as its manifest's and sources' digest."""
     src = ROOT / "crate"
     h = hashlib.sha256()
-    for p in sorted([src / "Cargo.toml"] + list((src / "src").rglob("*.rs"))):
+    sources = [p for p in (src / "src").rglob("*") if p.suffix in (".rs", ".cpp")]
+    for p in sorted([src / "Cargo.toml", src / "build.rs"] + sources):
         h.update(str(p.relative_to(src)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
 

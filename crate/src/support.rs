@@ -26,6 +26,11 @@ pub(crate) fn check_batch(op: &'static str, x: &Tensor) -> Result<()> {
     check_finite(op, x)
 }
 
+/// The number of NaN and infinite values in a float tensor.
+pub(crate) fn count_non_finite(x: &Tensor) -> i64 {
+    x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[])
+}
+
 /// Checks that a tensor is non-empty and, if it holds floats, finite.
 pub(crate) fn check_finite(op: &'static str, x: &Tensor) -> Result<()> {
     if x.numel() == 0 {
@@ -36,8 +41,11 @@ pub(crate) fn check_finite(op: &'static str, x: &Tensor) -> Result<()> {
         ));
     }
     if x.is_floating_point() {
-        let bad = x.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]);
-        if bad > 0 {
+        // One pass (the minimum and maximum are finite only where every
+        // value is); the count only where one is not.
+        let (min, max) = x.detach().aminmax(None::<i64>, false);
+        if !(min.double_value(&[]).is_finite() && max.double_value(&[]).is_finite()) {
+            let bad = count_non_finite(x);
             return Err(Error::parameter(
                 op,
                 "input",

@@ -5,10 +5,12 @@
 //! A network opts in by implementing [`FastPaths`](super::FastPaths) (its
 //! documentation says what each path must compute) and returning it from
 //! [`Network::fast`](super::Network::fast). SqueezeNet 1.1's are in
-//! `squeezenet.rs`; the max-pooling kernel they use is in `pool.rs`.
-//! `crate/benches/LOG.md` records each trick's measurement and why it is
-//! there.
+//! `squeezenet.rs`; the max-pooling kernel they use is in `pool.rs`, and it
+//! runs on libtorch's threads through `parallel.rs` (`parallel.cpp`, built by
+//! `crate/build.rs`). `crate/benches/LOG.md` records each trick's
+//! measurement and why it is there.
 
+mod parallel;
 pub(crate) mod pool;
 mod squeezenet;
 

@@ -19,11 +19,9 @@
 //! the autograd graph, so the backward pass (`gather`'s, a `scatter_add` in
 //! output order) adds the gradients in the order libtorch's pooling does.
 //!
-//! Planes go to threads of the crate's (`std::thread::scope`), as many as
-//! libtorch's intra-op threads. Running them on libtorch's own OpenMP team
-//! (libgomp's undocumented `GOMP_parallel`) was 7% faster on the vanilla
-//! gradient, but tied the crate to one OpenMP runtime's ABI
-//! (`crate/benches/LOG.md`).
+//! Planes go to libtorch's own intra-op threads, through its public
+//! `at::parallel_for` (`parallel.rs`), a few at a time to whichever thread is
+//! free.
 
 use std::sync::Mutex;
 
@@ -162,16 +160,7 @@ fn fast_indices(
             }
         }
     };
-    if threads == 1 {
-        run();
-    } else {
-        std::thread::scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(run);
-            }
-            run();
-        });
-    }
+    super::parallel::on_threads(threads, &run);
     Some((indices, ho as i64, wo as i64))
 }
 
