@@ -14,8 +14,8 @@ extern "C" {
 
 // Calls `f(data, begin, end)` for disjoint ranges that cover [0, n), each on
 // one of libtorch's intra-op threads, and returns when all have returned.
-// At most `n / grain` threads take part. `f` must not unwind (the Rust side
-// catches its panics). Returns 0, or 1 where libtorch threw (then some
+// At most ceil(n / grain) threads take part. `f` must not unwind (the Rust
+// side catches its panics). Returns 0, or 1 where libtorch threw (then some
 // ranges may not have run).
 int saliency_lab_parallel_for(int64_t n, int64_t grain,
                               void (*f)(void *, int64_t, int64_t),
