@@ -307,7 +307,7 @@ impl Model {
     /// [`Model::weight_layers`]) as the untrained network's (torchvision's
     /// initialisation for SqueezeNet; Kaiming uniform weights and zero biases
     /// otherwise), from `seed` (each variable a stream of its own), in the
-    /// model and its NHWC twin; returns the weights they held.
+    /// model and its fast paths' NHWC copies; returns the weights they held.
     ///
     /// # Errors
     /// [`Error::Parameter`] for a layer the model does not have.
@@ -330,7 +330,7 @@ impl Model {
             .filter(|(n, _)| layers.contains(&layer_of(n)))
             .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut saved = Vec::new();
+        let (mut saved, mut fresh) = (Vec::new(), Vec::new());
         for (name, var) in vars {
             let size = var.size();
             let count = var.numel();
@@ -354,12 +354,13 @@ impl Model {
                     (0..count).map(|_| d.sample(&mut rng)).collect()
                 }
             };
-            let fresh = Tensor::from_slice(&values)
+            let values = Tensor::from_slice(&values)
                 .view(size.as_slice())
                 .to_device(var.device());
             saved.push((name.clone(), var.copy()));
-            self.set_variable(&name, &fresh)?;
+            fresh.push((name, values));
         }
+        self.set_variables(&fresh)?;
         Ok(SavedWeights(saved))
     }
 
@@ -368,22 +369,26 @@ impl Model {
     /// # Errors
     /// [`Error::Torch`] if libtorch fails.
     pub fn restore(&self, saved: SavedWeights) -> Result<()> {
-        for (name, values) in saved.0 {
-            self.set_variable(&name, &values)?;
-        }
-        Ok(())
+        self.set_variables(&saved.0)
     }
 
-    /// Copies `values` into the variable `name` (and into the fast paths'
-    /// copies of the weights).
-    fn set_variable(&self, name: &str, values: &Tensor) -> Result<()> {
-        if let Some(var) = self.vs.variables().get(name) {
-            tch::no_grad(|| var.shallow_clone().f_copy_(values))?;
-        }
+    /// Copies each `(name, values)` into the variable `name`, then the
+    /// weights into the fast paths' copies of them, once (also where a copy
+    /// failed, so that they never disagree).
+    fn set_variables(&self, values: &[(String, Tensor)]) -> Result<()> {
+        let vars = self.vs.variables();
+        let copied = tch::no_grad(|| -> Result<()> {
+            for (name, values) in values {
+                if let Some(var) = vars.get(name) {
+                    var.shallow_clone().f_copy_(values)?;
+                }
+            }
+            Ok(())
+        });
         if let Some(fast) = &self.fast {
             fast.refresh();
         }
-        Ok(())
+        copied
     }
 
     /// The device the weights live on.

@@ -39,7 +39,7 @@ use tch::{Kind, Tensor};
 
 use super::layers::Pass;
 use crate::error::Result;
-use crate::support::{catch_libtorch, input_gradient};
+use crate::support::{catch_libtorch, index_tensor, input_gradient};
 
 /// A classifier as the attribution methods see it. Inputs are preprocessed
 /// batches `[N, C, H, W]`; calls run in evaluation mode; a libtorch failure
@@ -122,9 +122,7 @@ pub(crate) fn target_scores(net: &dyn Network, x: &Tensor, targets: &[i64]) -> T
     match net.fast() {
         Some(fast) => fast.target_scores(x, targets),
         None => {
-            let index = Tensor::from_slice(targets)
-                .to_device(x.device())
-                .view([-1, 1]);
+            let index = index_tensor(targets, x.device());
             net.logits(x).gather(1, &index, false).view([-1])
         }
     }

@@ -83,8 +83,7 @@ impl FastSqueezeNet {
 
     /// The logits, in the fast order.
     pub(crate) fn logits(&self, x: &Tensor) -> Tensor {
-        let c = &self.nchw.classifier;
-        head(&features(&self.nchw, x), &c.w, c.b.as_ref())
+        logits(&self.nchw, x)
     }
 }
 
@@ -106,6 +105,12 @@ fn max_pool(x: &Tensor) -> Tensor {
 /// concatenated (before their ReLU).
 fn expand(fire: &Fire, s: &Tensor) -> Tensor {
     Tensor::cat(&[fire.expand1x1.apply(s), fire.expand3x3.apply(s)], 1)
+}
+
+/// The logits, in the fast order, on `net`'s weights.
+fn logits(net: &SqueezeNet11, x: &Tensor) -> Tensor {
+    let c = &net.classifier;
+    head(&features(net, x), &c.w, c.b.as_ref())
 }
 
 /// Classifier convolution, ReLU, global average pooling, `[N, classes]`.
@@ -163,9 +168,7 @@ impl FastPaths for FastSqueezeNet {
     }
 
     fn copies_logits(&self, copies: &Tensor) -> Tensor {
-        let net = self.for_copies();
-        let c = &net.classifier;
-        head(&features(net, copies), &c.w, c.b.as_ref())
+        logits(self.for_copies(), copies)
     }
 
     /// By hand: a forward pass in torchvision's order that keeps what the
