@@ -12,14 +12,17 @@
 Notebooks run two side by side on two cores or more (--jobs), each kernel with
 its share of libtorch's threads and its own copy of evcxr's build folder.
 
-Each executed notebook keeps nbclient's per-cell timing; a table of the
-slowest cells and the `:dep` cell is printed and written to report/timing.md.
+Each executed notebook keeps nbclient's per-cell timing: a line per notebook
+(its `:dep` cell, slowest and median cell) is printed, and report/timing.md has
+those and every code cell. report/index.html shows each notebook's status,
+time and figures (thumbnails), and links to it whole.
 Run through scripts/env.sh (scripts/lab --headless does).
 """
 import argparse
 import html
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -87,15 +90,25 @@ def figures_of(nb):
     )
 
 
+def scores_in(text):
+    """The correct-class scores in a cell's printed text: the first 1-D
+    `tensor([...])` of 25 numbers, as PyTorch prints `scores_y`; or None."""
+    for m in re.finditer(r"tensor\(\[([^\[\]]*)\]\)", text):
+        try:
+            values = [float(v) for v in m.group(1).replace("\n", " ").split(",")]
+        except ValueError:
+            continue
+        if len(values) == 25:
+            return values
+    return None
+
+
 def printed_scores(nb):
-    """The correct-class scores the lab notebook prints: the first 1-D
-    `tensor([...])` of 25 numbers, as PyTorch prints `scores_y`."""
+    """The correct-class scores the lab notebook prints (`scores_in`)."""
     for cell in nb.cells:
         text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-        for m in re.finditer(r"tensor\(\[([^\[\]]*)\]\)", text):
-            values = [float(v) for v in m.group(1).replace("\n", " ").split(",")]
-            if len(values) == 25:
-                return values
+        if (values := scores_in(text)) is not None:
+            return values
     return None
 
 
@@ -118,35 +131,86 @@ def check(name, nb):
     return problems
 
 
-def report(executed):
-    """One HTML page with every executed notebook, figures inline."""
+def figure_pngs(nb):
+    """(cell index, PNG bytes) of every figure an executed notebook shows."""
+    import base64
+    return [(i, base64.b64decode(out["data"]["image/png"]))
+            for i, cell in enumerate(nb.cells) for out in cell.get("outputs", [])
+            if out.get("output_type") in ("display_data", "execute_result") and "image/png" in out.get("data", {})]
+
+
+REPORT_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; max-width: 75em; color: #222; }
+section { border-top: 1px solid #ccc; padding: 0.5em 0 1em; }
+.ok { color: #17702b; } .failed { color: #b00020; }
+.thumbs a { display: inline-block; margin: 0 0.5em 0.5em 0; }
+.thumbs img { height: 140px; border: 1px solid #ddd; }
+td, th { padding: 0.1em 0.8em; text-align: left; }
+"""
+
+
+def report(results):
+    """report/index.html: per notebook its status (and what failed), its
+    time, and its figures as thumbnails (report/<notebook>/figure-N.png),
+    each linking to the figure; the notebook's name links to the whole
+    executed notebook as HTML (report/<notebook>.html)."""
     from nbconvert import HTMLExporter
     REPORT.mkdir(parents=True, exist_ok=True)
     exporter = HTMLExporter()
-    links = []
-    for name, nb in executed:
-        body, _ = exporter.from_notebook_node(nb)
-        page = REPORT / (Path(name).stem + ".html")
-        page.write_text(body)
-        links.append(f'<li><a href="{html.escape(page.name)}">{html.escape(name)}</a> ({figures_of(nb)} figures)</li>')
+    sections = []
+    for name, nb, wall, problems in results:
+        stem = Path(name).stem
+        status = ('<span class="ok">ok</span>' if not problems else
+                  '<span class="failed">FAILED</span><ul>' + "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+                  + "</ul>")
+        thumbs = []
+        if nb is not None:
+            body, _ = exporter.from_notebook_node(nb)
+            (REPORT / f"{stem}.html").write_text(body)
+            folder = REPORT / stem
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            for k, (cell, png) in enumerate(figure_pngs(nb), 1):
+                f = folder / f"figure-{k}.png"
+                f.write_bytes(png)
+                rel = html.escape(f"{stem}/{f.name}")
+                thumbs.append(f'<a href="{rel}"><img src="{rel}" alt="figure {k} (cell {cell})" '
+                              f'title="figure {k}, cell {cell}"></a>')
+        title = (f'<a href="{html.escape(stem)}.html">{html.escape(name)}</a>' if nb is not None
+                 else html.escape(name))
+        figures = len(thumbs)
+        sections.append(f"<section><h2>{title}</h2><p>{status} &middot; {wall:.0f} s &middot; {figures} "
+                        f"figure{'s' * (figures != 1)}</p><div class=thumbs>{''.join(thumbs)}</div></section>")
     index = REPORT / "index.html"
+    failed = sum(1 for *_, p in results if p)
+    summary = f"{len(results)} notebook(s), " + (f"{failed} failed" if failed else "all ok")
     index.write_text(
-        "<!doctype html><meta charset=utf-8><title>Saliency lab: executed notebooks</title>"
-        "<h1>Saliency lab: executed notebooks</h1><ul>" + "".join(links) + "</ul>"
-    )
+        f"<!doctype html><meta charset=utf-8><title>Saliency lab: executed notebooks</title>"
+        f"<style>{REPORT_STYLE}</style><h1>Saliency lab: executed notebooks</h1>"
+        f"<p>{summary}; cell by cell timing: <a href=timing.md>timing.md</a></p>" + "".join(sections))
     return index
 
 
 def timing_table(executed, walls):
+    """The run's timing in Markdown: (a line per notebook, every code cell
+    of each with its seconds and first line)."""
     rows = ["| notebook | whole run (s) | `:dep` cell (s) | slowest other cell (s) | median cell (s) |", "|---|---|---|---|---|"]
+    cells = []
+    fmt = lambda v: "-" if v is None else f"{v:.1f}"
     for name, nb in executed:
-        times = [(cell_seconds(c), c.source) for c in nb.cells if c.cell_type == "code"]
-        dep = next((t for t, s in times if s.lstrip().startswith(":dep")), None)
-        others = sorted(t for t, s in times if t is not None and not s.lstrip().startswith(":dep"))
+        if nb is None:
+            rows.append(f"| {name} | {walls[name]:.0f} | - | - | - |")
+            continue
+        times = [(i, cell_seconds(c), c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        dep = next((t for _, t, s in times if s.lstrip().startswith(":dep")), None)
+        others = sorted(t for _, t, s in times if t is not None and not s.lstrip().startswith(":dep"))
         med = others[len(others) // 2] if others else None
-        fmt = lambda v: "-" if v is None else f"{v:.1f}"
         rows.append(f"| {name} | {walls[name]:.0f} | {fmt(dep)} | {fmt(others[-1] if others else None)} | {fmt(med)} |")
-    return "\n".join(rows)
+        cells += ["", f"### {name}", "", "| cell | seconds | first line |", "|---|---|---|"]
+        for i, t, s in times:
+            first = next((l.strip() for l in s.splitlines() if l.strip()), "")[:80].replace("|", "\\|")
+            cells.append(f"| {i} | {fmt(t)} | `{first}` |")
+    return "\n".join(rows), "\n".join(cells)
 
 
 # Started first when notebooks run side by side: the longest one.
@@ -271,22 +335,23 @@ def main():
         execute(args.execute_one.resolve(), EXECUTED, args.timeout)
         return
     paths = [p.resolve() for p in (args.notebooks or sorted(NOTEBOOKS.glob("*.ipynb")))]
-    executed, walls, failed = [], {}, False
+    results, walls, failed = [], {}, False
     for p, nb, wall in run_all(paths, args.timeout, max(1, min(args.jobs, len(paths)))):
-        executed.append((p.name, nb))
         walls[p.name] = wall
         problems = check(p.name, nb) if nb is not None else ["the notebook did not run (its kernel process failed)"]
+        results.append((p.name, nb, wall, problems))
         status = "ok" if not problems else "FAILED"
-        print(f"{p.name}: {status} in {wall:.0f} s, {figures_of(nb)} figures")
+        print(f"{p.name}: {status} in {wall:.0f} s, {figures_of(nb) if nb is not None else 0} figures")
         for pr in problems:
             print(f"  - {pr}")
         failed |= bool(problems)
         if not problems and not p.name.endswith("_student.ipynb"):
             keep_solution_timing(p, nb)
-    index = report(executed)
-    table = timing_table(executed, walls)
-    (REPORT / "timing.md").write_text(table + "\n")
-    print(table)
+    index = report(results)
+    table = timing_table([(name, nb) for name, nb, _, _ in results], walls)
+    summary, cells = table
+    (REPORT / "timing.md").write_text(summary + "\n" + cells + "\n")
+    print(summary)
     print(f"executed notebooks: {EXECUTED}\nreport: {index}")
     sys.exit(1 if (failed and args.check) else 0)
 

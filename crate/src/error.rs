@@ -86,13 +86,43 @@ pub enum Error {
         needs: String,
     },
 
-    /// An error raised by libtorch.
-    #[error("libtorch: {0}")]
+    /// An error raised by libtorch (shown by its message's first line, not
+    /// the C++ stack frames libtorch appends; `Debug` keeps them).
+    #[error("libtorch: {}", libtorch_message(&.0.to_string()))]
     Torch(#[from] tch::TchError),
 
     /// Drawing a figure failed.
     #[error("plot: {0}")]
     Plot(String),
+}
+
+/// libtorch's own message without the "Exception raised from ..." line and
+/// the C++ stack frames libtorch appends to it.
+pub(crate) fn libtorch_message(text: &str) -> &str {
+    let text = text.strip_prefix("Internal torch error: ").unwrap_or(text);
+    text.split("\nException raised from")
+        .next()
+        .unwrap_or(text)
+        .trim_end()
+}
+
+/// A tch method's panic (`Tensor::get` out of range, a shape mismatch in
+/// `+`): tch unwraps libtorch's error, and the panic's message is that
+/// error's `Debug`, every C++ frame included. Returns libtorch's message in
+/// one line, or None for any other panic.
+pub(crate) fn tch_panic_message(message: &str) -> Option<String> {
+    let start = message.find("Torch(\"")? + "Torch(\"".len();
+    let escaped = &message[start..];
+    // The Debug text of the string: up to libtorch's first escaped newline.
+    let end = escaped
+        .find("\\n")
+        .or_else(|| escaped.rfind("\")"))
+        .unwrap_or(escaped.len());
+    let text = escaped[..end]
+        .replace("\\\"", "\"")
+        .replace("\\'", "'")
+        .replace("\\\\", "\\");
+    Some(text.trim().to_string())
 }
 
 /// The message a panic carried (`panic!("...")` or a formatted one).
@@ -145,5 +175,40 @@ impl Error {
             value: value.to_string(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAMES: &str = "\nException raised from select_symint at TensorShape.cpp:2258 (most recent call first):\nframe #0: c10::Error::Error(c10::SourceLocation) + 0x9d (0x7ff in libc10.so)\n";
+
+    #[test]
+    fn libtorch_errors_show_their_first_line() {
+        let e = Error::from(tch::TchError::Torch(format!(
+            "select(): index 99 out of range for tensor of size [25, 4, 4] at dimension 0{FRAMES}"
+        )));
+        assert_eq!(
+            e.to_string(),
+            "libtorch: select(): index 99 out of range for tensor of size [25, 4, 4] at dimension 0"
+        );
+    }
+
+    #[test]
+    fn a_tch_panic_becomes_libtorch_s_message() {
+        // What tch's `unwrap` panics with: the error's Debug, escapes and all.
+        let err = tch::TchError::Torch(format!(
+            "The size of tensor a (3) must match \"b\" (4){FRAMES}"
+        ));
+        let message = format!("called `Result::unwrap()` on an `Err` value: {err:?}");
+        assert_eq!(
+            tch_panic_message(&message).as_deref(),
+            Some("The size of tensor a (3) must match \"b\" (4)")
+        );
+        let short = tch::TchError::Torch("no frames".into());
+        let message = format!("called `Result::unwrap()` on an `Err` value: {short:?}");
+        assert_eq!(tch_panic_message(&message).as_deref(), Some("no frames"));
+        assert_eq!(tch_panic_message("index out of bounds: the len is 3"), None);
     }
 }

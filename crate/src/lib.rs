@@ -62,6 +62,10 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// Makes a panic print one short message (`panicked at file:line: message`)
 /// instead of a backtrace: for notebooks, where a failed `assert!` should
 /// read like a test failure. evcxr keeps the cell's variables either way.
+/// A tch method that panics on libtorch's error (`maps.get(99)`, tensors of
+/// mismatched shapes added) prints libtorch's message in one line, without
+/// the C++ stack frames, and names the method's `f_` twin, which returns the
+/// error instead.
 ///
 /// evcxr forwards a cell's stderr asynchronously; the hook waits 100 ms after
 /// printing so that the message is shown under the cell that panicked, not
@@ -72,7 +76,13 @@ pub fn short_panic_messages() {
         if support::panic_is_caught() {
             return;
         }
-        eprintln!("{info}");
+        let message = error::panic_message(info.payload());
+        match message.as_deref().and_then(error::tch_panic_message) {
+            Some(torch) => eprintln!(
+                "libtorch: {torch} (a tch method panicked on this; its `f_` twin, such as `f_get` for `get`, returns it as an error)"
+            ),
+            None => eprintln!("{info}"),
+        }
         let _ = std::io::Write::flush(&mut std::io::stderr());
         std::thread::sleep(std::time::Duration::from_millis(100));
     }));
@@ -97,7 +107,7 @@ pub mod prelude {
     pub use crate::hand_in;
     pub use crate::model::{Network, Numerics};
     pub use crate::plot::{self, Colormap, Figure, Grid, Panel, Scale};
-    pub use crate::transforms::{stack_images, IMAGE_SIZE};
+    pub use crate::transforms::{stack_images, AsImage, IMAGE_SIZE};
     pub use crate::{
         assets, best_device, blur_image, deprocess, gather_scores, load_imagenet_val, preprocess,
         preprocess_batch, rescale, squeezenet1_1, top1, Error, ImagenetVal, Model, Result,

@@ -2,7 +2,7 @@
 //! tensor SqueezeNet expects), `rescale`, `deprocess` (back to an RGB image)
 //! and `blur_image` (scipy's `gaussian_filter1d` along height and width).
 
-use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
+use ndarray::{Array3, Array4, ArrayBase, ArrayView3, ArrayView4, Axis, Data, Ix3};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
@@ -15,6 +15,27 @@ pub const SQUEEZENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// The input size of the lab's model.
 pub const IMAGE_SIZE: u32 = 224;
 
+/// An `[H, W, C]` image as the crate's functions take it: an owned
+/// [`Array3`] (what [`ImagenetVal::image`](crate::ImagenetVal::image)
+/// returns, so that a notebook can keep it in a variable), a view of one
+/// (`data.images.index_axis(Axis(0), i)`), or a reference to either.
+pub trait AsImage<T = u8> {
+    /// The image as a view.
+    fn as_image(&self) -> ArrayView3<'_, T>;
+}
+
+impl<T, S: Data<Elem = T>> AsImage<T> for ArrayBase<S, Ix3> {
+    fn as_image(&self) -> ArrayView3<'_, T> {
+        self.view()
+    }
+}
+
+impl<T, I: AsImage<T> + ?Sized> AsImage<T> for &I {
+    fn as_image(&self) -> ArrayView3<'_, T> {
+        (**self).as_image()
+    }
+}
+
 fn channel_tensor(values: [f32; 3]) -> Tensor {
     Tensor::from_slice(&values).view([1, 3, 1, 1])
 }
@@ -26,7 +47,8 @@ fn channel_tensor(values: [f32; 3]) -> Tensor {
 ///
 /// # Errors
 /// [`Error::Shape`] if the image is not `[H, W, 3]` or is empty.
-pub fn preprocess(image: ArrayView3<'_, u8>, size: u32) -> Result<Tensor> {
+pub fn preprocess(image: impl AsImage, size: u32) -> Result<Tensor> {
+    let image = image.as_image();
     check_hwc("preprocess", image.shape())?;
     let (h, w) = (image.shape()[0], image.shape()[1]);
     let resized;
@@ -235,7 +257,8 @@ impl BlurPixel for u8 {
 /// # Errors
 /// [`Error::Parameter`] if `sigma` is not a positive finite number;
 /// [`Error::Shape`] if the image is empty or not 3-D.
-pub fn blur_image<T: BlurPixel>(image: ArrayView3<'_, T>, sigma: f64) -> Result<Array3<T>> {
+pub fn blur_image<T: BlurPixel>(image: impl AsImage<T>, sigma: f64) -> Result<Array3<T>> {
+    let image = image.as_image();
     if !(sigma.is_finite() && sigma > 0.0) {
         return Err(Error::parameter(
             "blur_image",
@@ -326,7 +349,8 @@ pub fn rgb_image_to_array(img: &image::RgbImage) -> Result<Array3<u8>> {
 ///
 /// # Errors
 /// [`Error::Shape`] if the array is not `[H, W, 3]`.
-pub fn array_to_rgb_image(a: ArrayView3<'_, u8>) -> Result<image::RgbImage> {
+pub fn array_to_rgb_image(a: impl AsImage) -> Result<image::RgbImage> {
+    let a = a.as_image();
     check_hwc("array to image", a.shape())?;
     let (h, w) = (a.shape()[0] as u32, a.shape()[1] as u32);
     let data: Vec<u8> = a.iter().copied().collect();

@@ -7,13 +7,13 @@
 //! removes detail, so the heavily blurred copies' maps describe different,
 //! smoothed inputs. It is kept, under its own name, because the lab shows it.
 
-use ndarray::{Array3, ArrayView3};
+use ndarray::Array3;
 use tch::{Kind, Tensor};
 
 use crate::attribution::{max_abs, vanilla_gradient};
 use crate::error::Result;
 use crate::model::Network;
-use crate::transforms::{blur_image, preprocess_batch, stack_images};
+use crate::transforms::{blur_image, preprocess_batch, stack_images, AsImage};
 
 /// The blur widths of the lab's sample answer.
 pub const LAB_SIGMAS: [f64; 4] = [1.0, 3.0, 9.0, 27.0];
@@ -41,10 +41,11 @@ pub struct BlurAverage {
 /// As [`blur_image`], [`preprocess_batch`] and [`vanilla_gradient`].
 pub fn blur_average<N: Network + ?Sized>(
     model: &N,
-    image: ArrayView3<'_, u8>,
+    image: impl AsImage,
     target: i64,
     sigmas: &[f64],
 ) -> Result<BlurAverage> {
+    let image = image.as_image();
     let mut inputs = vec![image.to_owned()];
     let mut titles = vec!["Original".to_string()];
     for &s in sigmas {

@@ -9,6 +9,7 @@ use tch::Tensor;
 use super::colormap::Colormap;
 use super::figure::{Figure, PanelInfo, PanelKind};
 use crate::error::{Error, Result};
+use crate::transforms::AsImage;
 
 /// One cell of a [`Grid`].
 #[derive(Debug, Clone)]
@@ -50,9 +51,9 @@ pub enum Panel {
 impl Panel {
     /// An image panel.
     #[must_use]
-    pub fn image(image: ArrayView3<'_, u8>, title: impl Into<String>) -> Self {
+    pub fn image(image: impl AsImage, title: impl Into<String>) -> Self {
         Panel::Image {
-            image: image.to_owned(),
+            image: image.as_image().to_owned(),
             title: title.into(),
         }
     }
@@ -74,12 +75,13 @@ impl Panel {
     /// # Errors
     /// [`Error::Shape`] if the map's size differs from the image's.
     pub fn overlay(
-        image: ArrayView3<'_, u8>,
+        image: impl AsImage,
         map: &Tensor,
         cmap: Colormap,
         alpha: f32,
         title: impl Into<String>,
     ) -> Result<Self> {
+        let image = image.as_image();
         let map = map_array(map)?;
         if map.dim() != (image.shape()[0], image.shape()[1]) {
             return Err(Error::shape(

@@ -33,6 +33,7 @@ use ndarray::{ArrayView4, Axis};
 use tch::Tensor;
 
 use crate::error::{Error, Result};
+use crate::transforms::AsImage;
 
 fn check_count(op: &'static str, n: usize, what: &str, got: usize) -> Result<()> {
     if n != got {
@@ -74,7 +75,7 @@ pub fn show_images<S: AsRef<str>>(images: ArrayView4<'_, u8>, titles: &[S]) -> R
 /// # Errors
 /// [`Error::Shape`] if `map` is not `[H, W]` or `[1, H, W]`.
 pub fn image_and_map(
-    image: ndarray::ArrayView3<'_, u8>,
+    image: impl AsImage,
     map: &Tensor,
     cmap: Colormap,
     title: &str,
@@ -223,11 +224,12 @@ fn saturate(maps: &Tensor) -> Tensor {
 /// [`Error::Shape`] if `index` is outside the maps, or the methods were run
 /// over different layers.
 pub fn randomisation_grid(
-    image: ndarray::ArrayView3<'_, u8>,
+    image: impl AsImage,
     title: &str,
     methods: &[(&str, &crate::evaluation::RandomisationResult)],
     index: usize,
 ) -> Result<Figure> {
+    let image = image.as_image();
     let Some((_, first)) = methods.first() else {
         return Err(Error::shape(
             "randomisation_grid",
