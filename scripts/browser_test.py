@@ -38,6 +38,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -106,6 +107,11 @@ class Server:
 
     def __init__(self, argv, log, cwd=None, env=None, what="scripts/lab"):
         self.port = free_port()
+        # A workspace of its own: JupyterLab restores the layout of the last
+        # session from the user's ~/.jupyter/lab/workspaces, shared by every
+        # run and clone (a stale Untitled.ipynb opened beside the new one).
+        self.workspaces = Path(tempfile.mkdtemp(prefix="workspaces-", dir=log.parent))
+        env = dict(os.environ if env is None else env, JUPYTERLAB_WORKSPACES_DIR=str(self.workspaces))
         self.what, self.log_path = what, log
         self.lines = []
         self.proc = subprocess.Popen(
@@ -151,6 +157,7 @@ class Server:
             except (OSError, subprocess.TimeoutExpired):
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        shutil.rmtree(self.workspaces, ignore_errors=True)
 
 
 def solution_answers(name):
@@ -329,17 +336,28 @@ def own_jupyter(browser, out):
         page.screenshot(path=str(out / "own-jupyter-launcher.png"))
         card.click()
         page.wait_for_selector(f"{PANEL} .cm-content", timeout=60_000)
+        shown = wait_kernel_name(page)
+        if shown != display:
+            raise Failure(f"the new notebook's toolbar names the kernel {shown!r}, not {display!r}")
         wait_status(page, "idle", 180)
-        page.locator(f"{PANEL} .cm-content").first.click()
-        page.keyboard.insert_text('println!("{}", 6 * 7);')
+        type_answer(page, 0, 'println!("{}", 6 * 7);')
+        page.locator(f'{PANEL} .jp-Cell[data-windowed-list-index="0"] .cm-content').click()
         page.keyboard.press("Shift+Enter")
-        page.wait_for_function(f"() => {{ const c = ({CELL_JS})(0); return c && c.text.includes('42'); }}",
-                               timeout=CELL_TIMEOUT * 1000)
+        try:
+            page.wait_for_function(f"() => {{ const c = ({CELL_JS})(0); return c && c.text.includes('42'); }}",
+                                   timeout=CELL_TIMEOUT * 1000)
+        except Exception as e:  # noqa: BLE001: then say what the cell shows
+            raise Failure(f"the cell did not print 42 in {CELL_TIMEOUT} s; it shows "
+                          f"{page.evaluate(CELL_JS, 0)}, the kernel is {page.evaluate(STATUS_JS)!r}") from e
         page.screenshot(path=str(out / "own-jupyter-cell.png"))
         summary["problems"] += [f"the server logged: {l[:300]}" for l in server.errors()]
     except Exception as e:  # noqa: BLE001
         page.screenshot(path=str(out / "own-jupyter-failed.png"))
         summary["problems"].append(f"{type(e).__name__}: {str(e)[:1500]}")
+        summary["problems"] += [f"the server logged: {l[:300]}" for l in server.errors()]
+        log = lab_home() / "kernel" / "kernel.log"
+        if log.exists():
+            summary["problems"].append("the kernel's log ends: " + log.read_text(errors="replace")[-1500:])
     finally:
         page.close()
         server.stop()
