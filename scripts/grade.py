@@ -10,49 +10,62 @@ SUBMISSIONS_DIR holds one notebook per student: `NAME.ipynb`, or `NAME/*.ipynb`
 answer cells, its tests with their hidden parts, and what the crate withholds
 while grading it (homework.py). For each submission the grader
 
-  1. builds the notebook to run (homework.py): the solution's set-up cells,
-     the student's answer cells (by grade_id) and added cells, and the first
-     part of each test, which runs the student's functions on the test's
-     inputs and hands the values in (`hand_in!`). No check, no solution and no
-     other cell of the solution notebook goes in;
-  2. runs it in a sandbox of its own (sandbox.py: bubblewrap; no network, no
-     process left behind, limits on memory, processes, file size, output and
-     time; nothing of the clone but the crate as graded, without the
-     features that answer the homework), in a fresh kernel, with a time limit
-     per cell (10 times the solution's own time for that cell, at least 30 s;
-     --cell-timeout sets one for all) and one for the notebook (--timeout);
-  3. takes out of the sandbox only data: the values handed in, each cell's
-     error text and timing; checks those values in its own kernel, outside
-     the sandbox, with the tests' checks and the crate's own reference
-     answers; a test passes only on its check's verdict there.
+  1. draws the seed of the hidden tests' inputs for this submission (--seed
+     to draw them again), and builds the notebook to run (homework.py): the
+     solution's set-up cells, the student's answer cells (by grade_id) and
+     added cells, and the first part of each test, which runs the student's
+     functions on the test's inputs and hands the values in (`hand_in!`). No
+     check, no solution and no other cell of the solution notebook goes in;
+  2. runs it on a fresh kernel in a sandbox of its own (sandbox.py:
+     bubblewrap; its own PID namespace and user, no network, no process left
+     behind, limits on memory, processes, file size, output and time; nothing
+     of the clone but the crate as graded, without the features that answer
+     the homework), with a time limit per cell (10 times the solution's own
+     time for that cell, at least 30 s; --cell-timeout sets one for all) and
+     one for the notebook (--timeout). The cells are run by a collector of
+     the grader's own outside the sandbox (sandbox_worker.py), which takes a
+     test's values only from that test's cell while it runs (handin.py);
+  3. checks those values in its own kernel, outside the sandbox, with the
+     tests' checks and the crate's own reference answers, on the inputs
+     drawn from the same seed; a test passes only on its check's verdict
+     there.
 
 Notebooks are graded side by side (--jobs, default one more than the cores), each
 sandbox with its share of libtorch's threads. It writes one CSV line per
 student (points per test, total, status) in the order of the submissions,
 and a feedback text per student, and prints a line per graded notebook with
-how many are left. One broken, endless or hostile notebook does not stop the
-others. Where this machine cannot sandbox, it refuses and says why;
+how many are left. One broken, endless or hostile notebook, or a file of any
+kind or name in the submissions folder, does not stop the others: it gets a
+row saying what was wrong. Names are shown and written safely (no control
+characters; a CSV cell that would start a formula is quoted as text;
+feedback files named so that they cannot collide or be too long). Where this machine cannot sandbox, it refuses and says why;
 --unsafe-no-sandbox grades without one (student code can then read and
 write what the grader can), saying so on every line.
 """
 import argparse
 import csv
+import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
+import stat
 import sys
+import unicodedata
 import tempfile
 import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from homework import Homework, HomeworkError, VALUE_EXT  # noqa: E402
+from handin import VALUE_EXT, canonical, decode_report  # noqa: E402
+from homework import Homework, HomeworkError  # noqa: E402
 from nbshared import ROOT, copy_build_folder, cores_each, lab_home, save_timing, timing_file  # noqa: E402
-from sandbox import Sandbox, SandboxUnavailable, decode_hand_ins, physical_memory, withhold_spec  # noqa: E402
+from sandbox import Sandbox, SandboxUnavailable, physical_memory, withhold_spec  # noqa: E402
 
 MASTER = ROOT / "notebooks" / "homework_smoothgrad.ipynb"
 SUBMISSION_CAP = 32 << 20
@@ -114,10 +127,10 @@ class Checker:
             errors.append(reply["content"].get("evalue", "the cell failed"))
         return "".join(errors).strip()
 
-    def verdicts(self, folder, tests):
+    def verdicts(self, folder, tests, seeds):
         """{test id: (passed, message)} for `tests`, checked on the values
-        in `folder`; None if the grader's kernel failed on them twice (a new
-        kernel each time)."""
+        in `folder` with the inputs drawn from `seeds[test id]`; None if the
+        grader's kernel failed on them twice (a new kernel each time)."""
         if not tests:
             return {}
         with self.lock:
@@ -126,7 +139,7 @@ class Checker:
                 try:
                     if self.km is None:
                         self.start()
-                    errors = self.run(self.hw.checks_call(folder, record, tests), CHECKS_TIMEOUT)
+                    errors = self.run(self.hw.checks_call(folder, record, tests, seeds), CHECKS_TIMEOUT)
                 except Exception as e:  # noqa: BLE001: hung, died, or could not start
                     errors = f"{type(e).__name__}: {e}"
                 found = {}
@@ -153,90 +166,6 @@ class Checker:
             except Exception:
                 pass
         self.km = self.kc = None
-
-
-VALUE_CAP = 16 << 20  # elements of one array handed in
-PIXEL_CAP = 50_000_000
-
-
-def canonical(data, ext, dest):
-    """Checks a handed-in file (the student's data, anything at all) and
-    writes the grader's own copy of it; returns why it cannot be used, or
-    None. Nothing it reads decides more than this file's fate."""
-    try:
-        if ext == "npy":
-            a = read_npy(data)
-            np = numpy()
-            if a.dtype.kind == "f" and a.dtype.itemsize < 4:
-                a = a.astype(np.float32)
-            elif a.dtype.kind in "iu" and a.dtype != np.int64:
-                a = a.astype(np.int64)
-            np.save(dest, np.array(a, order="C"), allow_pickle=False)  # (ascontiguousarray makes 0-d 1-d)
-        elif ext == "txt":
-            dest.write_text(data.decode("utf-8"))
-        elif ext == "json":
-            dest.write_text(json.dumps(canonical_figure(json.loads(data, parse_constant=no_constant))))
-        else:
-            return f"a .{ext} file"
-    except Exception as e:  # noqa: BLE001: whatever the data provokes, it is this value's failure
-        return f"unreadable ({type(e).__name__}: {clean(str(e))[:100]})"
-    return None
-
-
-def numpy():
-    import numpy as np
-    return np
-
-
-def read_npy(data):
-    """An .npy file's array, its header checked before anything is allocated:
-    a plain array of numbers or booleans, of the size the file holds."""
-    import io
-    np = numpy()
-    f = io.BytesIO(data)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
-        raise ValueError(f".npy version {version}")
-    if dtype.hasobject or dtype.kind not in "fiub" or dtype.itemsize > 8 or len(shape) > 8:
-        raise ValueError(f"a {dtype} array")
-    count = 1
-    for d in shape:
-        count *= d
-    if count > VALUE_CAP or count * dtype.itemsize != len(data) - f.tell():
-        raise ValueError(f"shape {shape} for {len(data) - f.tell()} bytes")
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-def no_constant(name):
-    raise ValueError(f"{name} in JSON")
-
-
-def canonical_figure(f):
-    import base64
-    import io
-    from PIL import Image
-    grid = f["grid"]
-    if grid is not None:
-        grid = [int(grid[0]), int(grid[1])]
-        if not (0 <= grid[0] <= 100 and 0 <= grid[1] <= 100):
-            raise ValueError("grid")
-    panels = []
-    for p in f["panels"][:10000]:
-        panels.append({"row": int(p["row"]), "col": int(p["col"]), "kind": str(p["kind"])[:20],
-                       "title": str(p["title"])[:1000], "x": int(p["x"]), "y": int(p["y"]), "size": int(p["size"])})
-        if any(not 0 <= panels[-1][k] < 1 << 31 for k in ("row", "col", "x", "y", "size")):
-            raise ValueError("panel")
-    png = base64.b64decode(f["png"], validate=True)
-    Image.MAX_IMAGE_PIXELS = PIXEL_CAP
-    with Image.open(io.BytesIO(png)) as im:
-        if im.format != "PNG" or im.size[0] * im.size[1] > PIXEL_CAP:
-            raise ValueError("png")
-        im.verify()
-    return {"grid": grid, "panels": panels, "png": base64.b64encode(png).decode()}
 
 
 def clean(text):
@@ -275,9 +204,9 @@ def withheld_note(cells, names, features):
             "the task is to write it yourself")
 
 
-def sandbox_result(result):
-    """The worker's report with everything the grader reads checked for type
-    (it comes from the sandbox: anything at all), or None."""
+def sandbox_result(result, tests):
+    """The collector's report, its cells' text made safe to print (the
+    student's output), and its hand-ins decoded; None if it is not one."""
     if not isinstance(result, dict) or not isinstance(result.get("cells"), list):
         return None
     cells = []
@@ -292,7 +221,12 @@ def sandbox_result(result):
             "seconds": c["seconds"] if isinstance(c.get("seconds"), (int, float)) else None,
         })
     return {"cells": cells, "error": clean(result.get("error") or "")[:300],
-            "hand_in": decode_hand_ins(result)}
+            "hand_in": decode_report(result.get("hand_in"), tests)}
+
+
+def test_seeds(seed, tests):
+    """Each test's seed, from the submission's."""
+    return {t: int(hashlib.sha256(f"{seed}:{t}".encode()).hexdigest()[:15], 16) for t in tests}
 
 
 class Grader:
@@ -346,19 +280,22 @@ class Grader:
         return {"cells": {gid: limit(t) for gid, t in timing.items()},
                 "other": limit(max(timing.values(), default=3.0))}
 
-    def grade_notebook(self, submission, limits, slot):
+    def grade_notebook(self, submission, limits, slot, seed=0):
         """(status, {test: {"passed", "message"}}, note, timing) for one
-        submission (its parsed JSON)."""
-        nb = self.hw.sandbox_notebook(submission)
-        result, note = self.sandbox.run({"notebook": nb, "limits": limits}, slot=slot, threads=self.threads,
-                                        timeout=self.timeout)
+        submission (its parsed JSON), the hidden tests' inputs drawn from
+        `seed`."""
+        ids = [t.id for t in self.hw.tests]
+        seeds = test_seeds(seed, ids)
+        nb = self.hw.sandbox_notebook(submission, seeds)
+        result, note = self.sandbox.run({"mode": "run", "notebook": nb, "limits": limits, "tests": ids},
+                                        slot=slot, threads=self.threads, timeout=self.timeout)
         fail_all = lambda why: {t.id: {"passed": False, "message": why} for t in self.hw.tests}
         if result is None:
             status = "timeout" if "did not finish" in note else "error"
             return status, fail_all(f"not graded: {note}"), note, {}
-        result = sandbox_result(result)
+        result = sandbox_result(result, ids)
         if result is None:
-            return "error", fail_all("not graded: the sandbox's report was unreadable"), "unreadable report", {}
+            return "error", fail_all("not graded: the collector's report was unreadable"), "unreadable report", {}
         cells = result["cells"]
         if len(cells) == len(nb["cells"]):  # what each cell ran, for the notes on withheld names
             for c, built in zip(cells, nb["cells"]):
@@ -368,12 +305,12 @@ class Grader:
         results, to_check = {}, []
         folder = Path(self.checker.dir.name) / f"hand-in-{time.monotonic_ns()}"
         for t in self.hw.tests:
-            verdict = self.before_check(t, by_test.get(t.id, {}), result["hand_in"].get(t.id, {}), folder, limits)
+            verdict = self.before_check(t, by_test.get(t.id, {}), result["hand_in"][t.id], folder, limits)
             if verdict is None:
                 to_check.append(t)
             else:
                 results[t.id] = {"passed": False, "message": verdict + (f" ({withheld})" if withheld else "")}
-        checked = self.checker.verdicts(folder, to_check)
+        checked = self.checker.verdicts(folder, to_check, seeds)
         shutil.rmtree(folder, ignore_errors=True)
         if checked is None:
             return ("grader-error", {**results, **fail_all("not graded: the grader's checks failed (see its log)")},
@@ -396,41 +333,45 @@ class Grader:
         edited = self.hw.locked_edits(submission)
         if edited:
             notes.append(f"you changed cell(s) {', '.join(edited)}, which the grader runs as the solution has them")
-        status = "timeout" if timed_out else ("error" if result["error"] else "ok")
+        tampered = [t.id for t in self.hw.tests if result["hand_in"][t.id][2]]
+        if tampered:
+            notes.append(f"tampering with the hand-ins of {', '.join(tampered)}")
+        status = "timeout" if timed_out else ("error" if result["error"] else ("tampering" if tampered else "ok"))
         return status, results, "; ".join(notes), timing
 
-    def before_check(self, test, cell, files, folder, limits):
+    def before_check(self, test, cell, handed, folder, limits):
         """Why test `test` fails before any check (None: check its values).
-        `cell`: the sandbox's report of the test's cell; `files`: what its
-        hand-in folder held as the cell ended."""
-        if "tampered" in files:
-            return "a value of this test was handed in twice: the grader counts that as tampering"
+        `cell`: the collector's report of the test's cell; `handed`: what the
+        cell handed in (values, outcome, tampering; handin.py)."""
+        values, outcome, tampering = handed
+        if tampering:
+            return f"tampering: {clean(tampering[0])} (the grader takes a test's values only from its own cell, once)"
         if cell.get("timed_out"):
             limit = limits.get("cells", {}).get(test.id, limits.get("other", 0))
             return f"interrupted: the cell did not finish within {limit:.0f} s"
         errors = cell.get("errors", "")
-        if cell.get("killed") and "outcome.txt" not in files:
-            return "the sandbox killed the test's process (over its memory limit)"
-        if "outcome.txt" not in files:
+        if outcome is None:
+            if cell.get("killed"):
+                return "the sandbox killed the test's process (over its memory limit)"
             if errors:
                 return failure_message(errors)
             return "the test did not run" if not cell.get("ran") else "the test gave no outcome"
-        outcome = clean((files["outcome.txt"] or b"").decode(errors="replace"))
-        if not outcome.startswith("ok"):
-            return failure_message(outcome.split("\n", 1)[1] if "\n" in outcome else outcome)
+        ok, message = outcome
+        if not ok:
+            return failure_message(clean(message))
         expected = {f"{n}.{VALUE_EXT[ty]}": (n, ty) for n, ty in test.values}
-        extra = sorted(set(files) - set(expected) - {"outcome.txt"})
+        extra = sorted(set(values) - set(expected))
         if extra:
-            return f"files the test did not hand in: {clean(', '.join(extra))[:200]} (tampering)"
+            return f"values the test did not hand in: {clean(', '.join(extra))[:200]} (tampering)"
         (folder / test.id).mkdir(parents=True, exist_ok=True)
         for fname, (n, ty) in expected.items():
-            if fname not in files:
+            if fname not in values:
                 return f"`{n}` was not handed in"
-            if files[fname] is None:
+            if values[fname] is None:
                 return f"`{n}` was over the size the grader reads"
-            why = canonical(files[fname], VALUE_EXT[ty], folder / test.id / fname)
+            why = canonical(values[fname], VALUE_EXT[ty], folder / test.id / fname)
             if why:
-                return f"`{n}` is not a {ty}: {why}"
+                return f"`{n}` is not a {ty}: {clean(why)}"
         return None
 
     def close(self):
@@ -454,40 +395,116 @@ def grading_lock(log):
     return f
 
 
+NAME_CAP = 80  # characters of a student's name as shown
+
+
+@dataclass
+class Submission:
+    """One student's entry in the submissions folder: `name` as shown and in
+    the CSV (printable, at most NAME_CAP characters), `key` its feedback
+    file's name (unique, plain, short), and its notebook (`path`) or why
+    there is none (`why`)."""
+    name: str
+    key: str
+    path: Path = None
+    why: str = ""
+
+
+def shown_name(raw):
+    """A file name's bytes as a name to show: UTF-8 (anything else replaced),
+    no control or format characters, at most NAME_CAP characters."""
+    text = raw.decode("utf-8", "replace")
+    text = "".join("?" if unicodedata.category(ch).startswith("C") else ch for ch in text).strip()
+    if len(text) > NAME_CAP:
+        text = text[:NAME_CAP - 1] + "\u2026"
+    return text or "(no name)"
+
+
+def csv_text(value):
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula
+    (OWASP's advice: a cell starting with = + - @ tab or CR gets a quote)."""
+    value = str(value)
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def kind_of(mode):
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def submissions_in(folder, master):
-    """(name, notebook or why there is none) per student: `NAME.ipynb`, or
-    the notebook in a folder `NAME/` (the one named like the homework where
-    there are several). Symbolic links are not followed: a link to the
-    solution or to a classmate's notebook is not a submission."""
-    subs = []
-    wanted = {master.stem + ".ipynb", master.stem + "_student.ipynb"}
-    for p in sorted(Path(folder).iterdir()):
-        if p.is_symlink():
-            if p.suffix == ".ipynb" or p.is_dir():
-                subs.append((p.stem if p.suffix == ".ipynb" else p.name, "a symbolic link, not a notebook"))
+    """One Submission per student: `NAME.ipynb`, or the notebook in a folder
+    `NAME/` (the one named like the homework where there are several).
+    Nothing is followed or opened here: a symbolic link (to the solution, to
+    a classmate's notebook), a FIFO, a device or a socket named `.ipynb` is a
+    row saying so. Entries in the order of their names' bytes."""
+    wanted = {(master.stem + ".ipynb").encode(), (master.stem + "_student.ipynb").encode()}
+    found = []  # (name's bytes, entry's bytes, notebook path or None, why)
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: os.fsencode(e.name))
+    for e in entries:
+        raw = os.fsencode(e.name)
+        try:
+            mode = os.lstat(e.path).st_mode
+        except OSError as err:
+            found.append((raw, raw, None, f"could not be read ({err.strerror})"))
             continue
-        if p.is_file() and p.suffix == ".ipynb":
-            subs.append((p.stem, p))
-        elif p.is_dir():
-            nbs = sorted(q for q in p.glob("*.ipynb") if not q.is_symlink())
-            named = [q for q in nbs if q.name in wanted]
+        if stat.S_ISDIR(mode):
+            nbs, others = [], []
+            try:
+                with os.scandir(e.path) as inner:
+                    for q in sorted(inner, key=lambda q: os.fsencode(q.name)):
+                        if os.fsencode(q.name).endswith(b".ipynb"):
+                            qmode = os.lstat(q.path).st_mode
+                            (nbs if stat.S_ISREG(qmode) else others).append((q, qmode))
+            except OSError as err:
+                found.append((raw, raw + b"/", None, f"its folder could not be read ({err.strerror})"))
+                continue
+            named = [q for q, _ in nbs if os.fsencode(q.name) in wanted]
             if len(nbs) == 1 or len(named) == 1:
-                subs.append((p.name, (named or nbs)[0]))
-            elif not nbs and any(p.glob("*.ipynb")):
-                subs.append((p.name, "a symbolic link, not a notebook"))
+                found.append((raw, raw + b"/", Path((named or [nbs[0][0]])[0].path), ""))
             elif nbs:
-                subs.append((p.name, f"several notebooks ({', '.join(q.name for q in nbs)[:200]}): name yours "
-                                     f"{master.stem}_student.ipynb"))
+                listed = ", ".join(shown_name(os.fsencode(q.name)) for q, _ in nbs)[:200]
+                found.append((raw, raw + b"/", None, f"several notebooks ({listed}): name yours {master.stem}_student.ipynb"))
+            elif others:
+                found.append((raw, raw + b"/", None, f"its notebook is {kind_of(others[0][1])}, not a notebook file"))
+            else:
+                found.append((raw, raw + b"/", None, "no notebook in its folder"))
+        elif raw.endswith(b".ipynb"):
+            if stat.S_ISREG(mode):
+                found.append((raw[:-6], raw, Path(e.path), ""))
+            else:
+                found.append((raw[:-6], raw, None, f"{kind_of(mode)}, not a notebook file"))
+        elif stat.S_ISLNK(mode) and os.path.isdir(e.path):
+            found.append((raw, raw, None, "a symbolic link, not a notebook"))
+    names = [shown_name(n) for n, *_ in found]
+    subs, keys = [], set()
+    for (stem, entry, path, why), name in zip(found, names):
+        if names.count(name) > 1:  # alice.ipynb and alice/: each named for its entry
+            name = shown_name(stem + b" (" + entry + b")")
+        key = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "student"
+        if key != name or key in keys:
+            key = f"{key}-{hashlib.sha256(entry).hexdigest()[:10]}"
+        keys.add(key)
+        subs.append(Submission(name, key, path, why))
     return subs
 
 
-def read_submission(path):
-    """The submission's JSON, or why it cannot be read."""
-    if isinstance(path, str):
-        return None, path
+def read_submission(sub):
+    """The submission's JSON, or why it cannot be read. Opened without
+    following a link and without waiting on a FIFO; read only if it is a
+    regular file, and only up to the cap."""
+    if sub.path is None:
+        return None, sub.why
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(sub.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                return None, f"{kind_of(mode)}, not a notebook file"
             data = f.read(SUBMISSION_CAP + 1)
         if len(data) > SUBMISSION_CAP:
             return None, f"the notebook is over {SUBMISSION_CAP >> 20} MB"
@@ -499,9 +516,12 @@ def read_submission(path):
         return None, f"the notebook could not be read ({type(e).__name__}: {clean(e)[:200]})"
 
 
-def feedback_text(title, name, tests, results, status, note, unsafe):
+def feedback_text(title, name, tests, results, status, note, unsafe, seed=None):
     total = sum(pts for gid, pts in tests if results.get(gid, {}).get("passed"))
     lines = [f"{title}: {name}", f"Score: {total:g} / {sum(p for _, p in tests):g}", ""]
+    if seed is not None:
+        lines += [f"The hidden tests' inputs were drawn with seed {seed} (scripts/grade.py --seed {seed} draws them "
+                  "again).", ""]
     if unsafe:
         lines += ["GRADED WITHOUT A SANDBOX (--unsafe-no-sandbox): these marks are not protected from the code graded,",
                   "and the crate's own answer to the homework was within its reach", ""]
@@ -540,6 +560,8 @@ def main():
                     help="notebooks graded side by side (default: one more than the cores, at most one per 3 GB "
                          "of memory: a sandbox's kernel, compiler and libtorch; one where no cgroup limits each "
                          "sandbox)")
+    ap.add_argument("--seed", type=int, help="the seed of every submission's hidden test inputs (default: drawn "
+                    "afresh per submission; each feedback file says its own)")
     ap.add_argument("--unsafe-no-sandbox", action="store_true",
                     help="grade without a sandbox where this machine cannot make one: a student's code can then "
                          "read the hidden tests, write anything the grader can, and call the crate's own answer")
@@ -566,28 +588,32 @@ def main():
 
     def work(k):
         nonlocal done
-        name, path = subs[k]
+        sub = subs[k]
         t0 = time.time()
-        nb, why = read_submission(path)
+        seed = args.seed if args.seed is not None else secrets.randbits(62)
+        nb, why = read_submission(sub)
         if nb is None:
-            status, res, note = "unreadable", {}, why
+            status, res, note, seed = "unreadable", {}, why, None
         else:
             with lock:
                 slot = slots.pop()
             try:
-                status, res, note, _ = grader.grade_notebook(nb, grader.limits, slot)
+                status, res, note, _ = grader.grade_notebook(nb, grader.limits, slot, seed)
             except Exception as e:  # noqa: BLE001: a grader's bug stops this notebook, not the class
                 traceback.print_exc()
                 status, res, note = "grader-error", {}, f"the grader failed on this notebook ({type(e).__name__})"
             finally:
                 with lock:
                     slots.append(slot)
-        total, text = feedback_text(title, name, tests, res, status, note, unsafe)
-        (args.feedback / f"{name}.txt").write_text(text)
+        total, text = feedback_text(title, sub.name, tests, res, status, note, unsafe, seed)
+        try:
+            (args.feedback / f"{sub.key}.txt").write_text(text, encoding="utf-8", errors="replace")
+        except OSError as e:
+            print(f"grade.py: {sub.name}'s feedback could not be written: {e}", file=sys.stderr, flush=True)
         with lock:
-            results[k] = (name, res, total, status)
+            results[k] = (sub.name, res, total, status, seed)
             done += 1
-            print(f"{name}: {total:g}/{sum(p for _, p in tests):g} ({status}, {time.time() - t0:.0f} s); "
+            print(f"{sub.name}: {total:g}/{sum(p for _, p in tests):g} ({status}, {time.time() - t0:.0f} s); "
                   f"{done}/{len(subs)} graded, {len(subs) - done} left" + (" [UNSANDBOXED]" if unsafe else ""),
                   flush=True)
 
@@ -602,10 +628,10 @@ def main():
     grader.close()
     with open(args.out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["student"] + [gid for gid, _ in tests] + ["total", "max", "status"])
-        for name, res, total, status in results:
-            w.writerow([name] + [pts if res.get(gid, {}).get("passed") else 0 for gid, pts in tests]
-                       + [total, sum(p for _, p in tests), status])
+        w.writerow(["student"] + [gid for gid, _ in tests] + ["total", "max", "status", "seed"])
+        for name, res, total, status, seed in results:
+            w.writerow([csv_text(name)] + [pts if res.get(gid, {}).get("passed") else 0 for gid, pts in tests]
+                       + [total, sum(p for _, p in tests), status, "" if seed is None else seed])
     print(f"graded {len(subs)} notebook(s) in {time.time() - start:.0f} s ({jobs} at a time) -> {args.out}, "
           f"feedback in {args.feedback}/")
 

@@ -11,12 +11,19 @@ grader's own kernel on the values handed in. From it grading builds
 
 - for each submission, the notebook its sandbox runs (`sandbox_notebook`):
   the set-up cells, the student's answers and added cells, and each test's
-  first part as a *probe* (`grading::probe`, `grading::hand_in`). No check,
-  no solution and no other cell of the solution notebook goes in;
+  first part as a *probe* (`grading::probe`, `grading::hand_in`), with the
+  seed its inputs are drawn from this time. No check, no solution and no
+  other cell of the solution notebook goes in;
 - for the grader's kernel, one cell holding every test's checks, with its own
   run of the set-up code (`checker_cells`), and per submission one call of
   it (`checks_call`) on the values the submission handed in
   (`grading::handed_in`, `grading::check`).
+
+A test's inputs may be drawn at random (`grading::draw`): the lines between
+`// INPUTS` and `// END INPUTS` at the top of a test cell draw them, and run in
+both kernels, before the probe and before the checks, with the same seed. They
+run in the grader's kernel too, so they may not call the student's code (it
+is not there: they would not compile).
 
 The solution notebook's metadata may name features of the crate that its
 submissions are graded without (`saliency_lab.withhold`: the crate's own
@@ -26,18 +33,15 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from handin import VALUE_EXT
 from nbshared import grader_meta, source_of
 
 HAND_IN = re.compile(r"^\s*hand_in!\s*\((?P<args>.*)\)\s*;?\s*(//.*)?$")
 HIDDEN = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+INPUTS = ("// INPUTS", "// END INPUTS")
 ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-
-# How each type `hand_in!` takes travels (crate/src/grading.rs, `HandIn`).
-VALUE_EXT = {"Tensor": "npy", "f64": "npy", "f32": "npy", "i64": "npy", "usize": "npy", "bool": "npy",
-             "Vec<f64>": "npy", "Vec<f32>": "npy", "Vec<i64>": "npy", "Vec<bool>": "npy",
-             "String": "txt", "Figure": "json"}
 
 
 class HomeworkError(ValueError):
@@ -51,6 +55,7 @@ class Test:
     probe: str
     check: str
     values: list = field(default_factory=list)  # [(name, Rust type)]
+    inputs: str = ""  # drawn in both kernels
 
 
 def split_args(text):
@@ -80,8 +85,16 @@ def split_args(text):
 
 
 def split_test(gid, source):
-    """A test cell's source -> (probe lines, values, check lines)."""
+    """A test cell's source -> (input lines, probe lines, values, check lines)."""
     lines = [l for l in source.splitlines() if not any(h in l for h in HIDDEN)]
+    inputs = []
+    starts = [i for i, l in enumerate(lines) if l.strip().startswith(INPUTS[0]) and not l.strip().startswith(INPUTS[1])]
+    if starts:
+        ends = [i for i, l in enumerate(lines) if l.strip().startswith(INPUTS[1])]
+        if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+            raise HomeworkError(f"test {gid}: one `{INPUTS[0]}` ... `{INPUTS[1]}` block, before the probe")
+        inputs = lines[starts[0] + 1:ends[0]]
+        lines = lines[:starts[0]] + lines[ends[0] + 1:]
     marks = [i for i, l in enumerate(lines) if HAND_IN.match(l)]
     if not marks:
         raise HomeworkError(f"test {gid} hands nothing in: end its first part with `hand_in!(name: Type)` "
@@ -98,7 +111,7 @@ def split_test(gid, source):
     names = [n for n, _ in values]
     if len(set(names)) != len(names):
         raise HomeworkError(f"test {gid} hands in a name twice: {names}")
-    return lines[:first], values, lines[last + 1:]
+    return inputs, lines[:first], values, lines[last + 1:]
 
 
 def rust_str(s):
@@ -131,11 +144,11 @@ class Homework:
             elif m.get("grade"):
                 if not gid or not ID.match(gid):
                     raise HomeworkError(f"test cell with grade_id {gid!r}: ids of letters, digits, _ . -")
-                probe, values, check = split_test(gid, source_of(cell))
+                inputs, probe, values, check = split_test(gid, source_of(cell))
                 points = m.get("points", 0)
                 if not isinstance(points, (int, float)) or points < 0:
                     raise HomeworkError(f"test {gid}: points {points!r}")
-                self.tests.append(Test(gid, points, "\n".join(probe), "\n".join(check), values))
+                self.tests.append(Test(gid, points, "\n".join(probe), "\n".join(check), values, "\n".join(inputs)))
             elif not seen_answer:
                 self.setup.append(source_of(cell))
                 self.setup_ids.append(gid)
@@ -163,12 +176,13 @@ class Homework:
     def test(self, gid):
         return next(t for t in self.tests if t.id == gid)
 
-    def sandbox_notebook(self, submission):
+    def sandbox_notebook(self, submission, seeds):
         """The notebook a submission's sandbox runs: the set-up cells, the
         student's answer cells (matched by grade_id) and added code cells in
-        their places, and each test's probe. Cells whose metadata claims a
-        test's or a locked cell's id are not the student's to give: the
-        solution's own stand in their places."""
+        their places, and each test's probe, its inputs drawn from
+        `seeds[test id]`. Cells whose metadata claims a test's or a locked
+        cell's id are not the student's to give: the solution's own stand in
+        their places."""
         answers, extras, last, seen = {}, {}, None, set()
         known = {grader_meta(c).get("grade_id") for c in self.cells if c.get("cell_type") == "code"} - {None}
         cells = submission.get("cells", []) if isinstance(submission, dict) else []
@@ -195,49 +209,49 @@ class Homework:
             if gid in self.answers:
                 cells.append(dict(source=answers.get(gid, ""), role="answer", id=gid))
             elif any(t.id == gid for t in self.tests):
-                cells.append(dict(source=self.probe_cell(self.test(gid)), role="test", id=gid))
+                cells.append(dict(source=self.probe_cell(self.test(gid), seeds[gid]), role="test", id=gid))
             cells += [dict(source=s, role="added", after=gid) for s in extras.get(gid, [])]
         return notebook(self.nb, cells)
 
     @staticmethod
-    def probe_cell(test):
+    def probe_cell(test, seed):
         tid = rust_str(test.id)
         # With the declared type: a value of another type is a compile error
         # the student can read, not a mystery in the grader.
         hand_ins = "".join(f"::saliency_lab::grading::hand_in::<{ty}>({tid}, {rust_str(n)}, &{n})?;\n"
                            for n, ty in test.values)
         # In braces: evcxr reads a cell's leading lines that start with `:` as its commands.
-        return (f"{{\n::saliency_lab::grading::probe({tid}, || -> ::saliency_lab::grading::TestResult {{\n"
-                f"{test.probe}\n{hand_ins}Ok(())\n}});\n}}")
+        return (f"{{\n::saliency_lab::grading::probe({tid}, {int(seed)}, || -> ::saliency_lab::grading::TestResult {{\n"
+                f"{test.inputs}\n{test.probe}\n{hand_ins}Ok(())\n}});\n}}")
 
     def checker_cells(self):
         """The grader's kernel's cells: the set-up's evcxr commands (`:dep`),
         then one cell defining `__checks(folder, verdicts, tests)`, a closure
         that owns its own run of the set-up code (the model, the data) and
-        runs the checks of the named tests on the values in `folder`
-        (folder/<test>/<name>.<ext>), appending each verdict to the file
-        `verdicts`. Compiled once; each submission is then one short call
-        (`checks_call`)."""
+        runs the checks of the named tests (each with its seed: `(id,
+        seed)`) on the values in `folder` (folder/<test>/<name>.<ext>),
+        appending each verdict to the file `verdicts`. Compiled once; each
+        submission is then one short call (`checks_call`)."""
         commands, code = [], []
         for source in self.setup:
             for line in source.splitlines():
                 (commands if line.lstrip().startswith(":") and not code else code).append(line)
-        parts = ["let __checks: Box<dyn Fn(&std::path::Path, &std::path::Path, &[&str])> = {",
+        parts = ["let __checks: Box<dyn Fn(&std::path::Path, &std::path::Path, &[(&str, u64)])> = {",
                  "\n".join(code),
-                 "Box::new(move |__folder: &std::path::Path, __verdicts: &std::path::Path, __run: &[&str]| {"]
+                 "Box::new(move |__folder: &std::path::Path, __verdicts: &std::path::Path, __run: &[(&str, u64)]| {"]
         for t in self.tests:
             tid = rust_str(t.id)
             reads = "".join(f"let {n}: {ty} = ::saliency_lab::grading::handed_in(__folder, {tid}, {rust_str(n)})?;\n"
                             for n, ty in t.values)
-            parts.append(f"if __run.contains(&{tid}) {{\n"
-                         f"::saliency_lab::grading::check(__verdicts, {tid}, || -> ::saliency_lab::grading::TestResult {{\n"
-                         f"{reads}{t.check}\nOk(())\n}});\n}}")
+            parts.append(f"if let Some(&(_, __seed)) = __run.iter().find(|(id, _)| *id == {tid}) {{\n"
+                         f"::saliency_lab::grading::check(__verdicts, {tid}, __seed, || -> ::saliency_lab::grading::TestResult {{\n"
+                         f"{t.inputs}\n{reads}{t.check}\nOk(())\n}});\n}}")
         parts.append("})\n};")
         return ["\n".join(commands), "\n".join(parts)]
 
     @staticmethod
-    def checks_call(folder, verdicts, tests):
-        ids = ", ".join(rust_str(t.id) for t in tests)
+    def checks_call(folder, verdicts, tests, seeds):
+        ids = ", ".join(f"({rust_str(t.id)}, {int(seeds[t.id])})" for t in tests)
         return f"__checks(std::path::Path::new({rust_str(str(folder))}), std::path::Path::new({rust_str(str(verdicts))}), &[{ids}]);"
 
 

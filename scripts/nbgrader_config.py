@@ -62,8 +62,11 @@ class SandboxedGrading(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         grader = self.grader_for(resources)
-        status, results, note, _ = grader.grade_notebook(nb, grader.limits, slot=0)
-        self.log.info("graded in a sandbox: %s%s", status, f" ({note})" if note else "")
+        import secrets
+        seed = secrets.randbits(62)
+        status, results, note, _ = grader.grade_notebook(nb, grader.limits, slot=0, seed=seed)
+        self.log.info("graded in a sandbox (hidden tests' inputs: seed %d): %s%s", seed, status,
+                      f" ({note})" if note else "")
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue

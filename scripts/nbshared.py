@@ -87,6 +87,18 @@ def save_timing(master_path, timing, state_dir=None):
     path.write_text(json.dumps(timing))
 
 
+def warm_notebook(dep_path="../crate"):
+    """The notebook that warms evcxr's build folder with the crate: its
+    `:dep` (the crate at `dep_path`, from the notebooks' folder), a tensor,
+    a figure."""
+    code = [f':dep saliency-lab = {{ path = "{dep_path}" }}',
+            "use saliency_lab::prelude::*;\nlet t = Tensor::ones([2], (Kind::Float, Device::Cpu));\n"
+            "println!(\"warm {}\", t.sum(Kind::Float).double_value(&[]));",
+            "plot::Grid::new(1, 1).render()?"]
+    return {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, "source": c} for c in code]}
+
+
 def warm_folder():
     """evcxr's build folder that set-up warmed with the crate."""
     return Path(os.environ.get("EVCXR_TMPDIR", lab_home() / "evcxr-tmp"))

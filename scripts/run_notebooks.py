@@ -31,7 +31,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from nbshared import cell_errors, cell_seconds, cell_timing, save_timing, side_by_side
+from nbshared import cell_errors, cell_seconds, cell_timing, save_timing, side_by_side, warm_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -274,12 +274,7 @@ def keep_solution_timing(path, nb):
 def warm(timeout):
     """Runs the crate's `:dep` and one call in a throwaway notebook, so the
     build cache in $EVCXR_TMPDIR holds the crate and its dependencies."""
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(f':dep saliency-lab = {{ path = "{ROOT / "crate"}" }}'),
-        nbformat.v4.new_code_cell("use saliency_lab::prelude::*;\nlet t = Tensor::ones([2], (Kind::Float, Device::Cpu));\nprintln!(\"warm {}\", t.sum(Kind::Float).double_value(&[]));"),
-        nbformat.v4.new_code_cell("plot::Grid::new(1, 1).render()?"),
-    ]
+    nb = nbformat.from_dict(warm_notebook(ROOT / "crate"))
     tmp = ROOT / "notebooks" / ".warm.ipynb"
     nbformat.write(nb, tmp)
     try:

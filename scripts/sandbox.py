@@ -1,22 +1,30 @@
-"""The sandbox a graded notebook runs in: bubblewrap (Debian's `bubblewrap`),
-util-linux's `prlimit` and `setpriv`, and cgroups where the machine lets the
-grader make them.
+"""The sandbox a graded notebook's kernel runs in: bubblewrap (Debian's
+`bubblewrap`), util-linux's `prlimit`, `setpriv` and `unshare`, and cgroups
+where the machine lets the grader make them.
 
-Each submission's worker (sandbox_worker.py) and its Rust kernel run in one
-sandbox of their own, made afresh for the notebook and gone after it:
+Each submission's Rust kernel, and with it everything the student's code
+starts, runs in a sandbox of its own, made afresh for the notebook and gone
+after it. The collector that runs the cells and reports for them
+(sandbox_worker.py) is the grader's own process outside it: it shares with
+the sandbox only a network namespace of its own (`unshare --net`, loopback
+only, where the kernel's ZMQ ports are; as an ordinary user inside a user
+namespace of its own, `unshare --user --map-root-user --net`) and the
+kernel's connection file, read-only. The sandbox:
 
 - a filesystem of read-only system folders, toolchain, venv, the lab's data
   and weights, and the crate as the homework grades it (`grading_crate`:
   without the features that answer the homework); writable only: an empty
-  working folder, a home, /tmp, the hand-in folder, and a copy of evcxr's
-  warmed build folder, all in memory (tmpfs) and gone afterwards. Nothing of
-  the project's clone but its workspace manifest: no solution notebook, no
-  hidden test, no other submission, no grade;
-- no network (a network namespace of its own: loopback only, where the
-  worker and its kernel talk ZMQ);
-- its own PID namespace: no process outlives the sandbox (`setsid` or a
-  double fork stay inside it; when the sandbox's first process ends, the
-  kernel kills the rest);
+  working folder, a home, /tmp, and a copy of evcxr's warmed build folder,
+  all in memory (tmpfs) and gone afterwards. Nothing of the project's clone
+  but its workspace manifest: no solution notebook, no hidden test, no other
+  submission, no grade; nothing of the collector's;
+- no network but the collector's namespace's loopback, where nothing but
+  the kernel itself listens;
+- its own PID namespace: the collector and the grader are not in it (no
+  signal, `ptrace`, `pidfd_getfd` or `process_vm_*` can name them), and no
+  process outlives the sandbox (`setsid` or a double fork stay inside it;
+  when the sandbox's first process ends, the kernel kills the rest; when
+  the collector ends, bwrap's --die-with-parent ends the sandbox);
 - an unprivileged user: without root, a user namespace; as root, the
   sandbox drops to a user id of its own (one per worker, 60000 + k) with no
   capabilities, so root-owned files stay unreadable;
@@ -31,7 +39,6 @@ sandbox of their own, made afresh for the notebook and gone after it:
 `Sandbox.check()` says why a machine cannot sandbox; grade.py then refuses,
 unless told `--unsafe-no-sandbox`.
 """
-import base64
 import hashlib
 import json
 import os
@@ -39,19 +46,29 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
-from nbshared import ROOT, lab_home, warm_folder
+from nbshared import ROOT, lab_home, warm_folder, warm_notebook
 
 WORKER = Path(__file__).resolve().parent / "sandbox_worker.py"
-OUTPUT_CAP = 64 << 20  # the worker's result, hand-ins included
+OUTPUT_CAP = 96 << 20  # the collector's report, hand-ins included (handin.NOTEBOOK_CAP, as base64)
 STDERR_CAP = 64 << 10
 MEMORY = 8 << 30  # at most, for a notebook's kernel, rustc, rust-analyzer, libtorch and its tmpfs
 PROCESSES = 512
 FILE_SIZE = 2 << 30
 TMPFS = {"/tmp": 1 << 30, "/dev/shm": 256 << 20, "/grading": 1 << 30}
+# The kernel's start inside the sandbox: its own copy of evcxr's warmed build
+# folder (in memory), then evcxr on the connection file the collector
+# appends ($0).
+KERNEL_SCRIPT = ('if [ -d "$SALIENCY_LAB_GRADING_CACHE" ] && [ ! -e "$EVCXR_TMPDIR" ]; then '
+                 'cp -a "$SALIENCY_LAB_GRADING_CACHE" "$EVCXR_TMPDIR" || exit 1; fi; '
+                 'exec "$SALIENCY_LAB_EVCXR" --control_file "$0"')
+# What the sandbox check runs inside a sandbox: who and where it is.
+PROBE_SCRIPT = ("import json, os, socket; print(json.dumps({'sandboxed': True, 'uid': os.getuid(), "
+                "'pid': os.getpid(), 'interfaces': [n for _, n in socket.if_nameindex()]}))")
 BASE_UID = 60000
 # Python packages of the venv a sandbox does not see: other libraries' own
 # answers to the homework (Captum's NoiseTunnel, Quantus' metrics).
@@ -253,10 +270,11 @@ class Sandbox:
                 pass
 
     # -- what the sandbox sees ------------------------------------------------
-    def binds(self, build_rw=None):
-        """bwrap's filesystem arguments. `build_rw`: a host folder bound
-        writable as evcxr's build folder (warming the grading cache), instead
-        of an in-memory copy of `self.cache`."""
+    def binds(self, runtime, build_rw=None):
+        """bwrap's filesystem arguments. `runtime`: the collector's folder
+        for the kernel's connection file, bound read-only. `build_rw`: a host
+        folder bound writable as evcxr's build folder (warming the grading
+        cache), instead of an in-memory copy of `self.cache`."""
         a = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
         for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
             p = Path(top)
@@ -297,8 +315,8 @@ class Sandbox:
         if self.crate is not None:
             a += ["--ro-bind", str(self.crate), str(ROOT / "crate")]
         a += ["--size", str(256 << 20), "--perms", "1777", "--tmpfs", str(ROOT / "notebooks")]
-        a += ["--ro-bind", str(WORKER), "/grading/worker.py"]
-        a += ["--ro-bind", str(Path(__file__).resolve().parent / "nbshared.py"), "/grading/nbshared.py"]
+        if runtime is not None:
+            a += ["--ro-bind", str(runtime), str(runtime)]
         return with_parents(a)
 
     def env(self, threads):
@@ -310,7 +328,8 @@ class Sandbox:
             "LD_LIBRARY_PATH": f"{self.std_dir}:{torch_lib}" if torch_lib else self.std_dir,
             "LIBTORCH_USE_PYTORCH": "1", "RUST_BACKTRACE": "0",
             "EVCXR_TMPDIR": str(self.build), "SALIENCY_LAB_HOME": str(self.home),
-            "SALIENCY_LAB_EVCXR": str(self.evcxr), "SALIENCY_LAB_HAND_IN": "/grading/hand-in",
+            "SALIENCY_LAB_EVCXR": str(self.evcxr), "SALIENCY_LAB_HAND_IN": "1",
+            "SALIENCY_LAB_GRADING_CACHE": "/grading/cache", "JUPYTER_PATH": "/grading/home/no-spec",
             "SALIENCY_LAB_ROOT": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
         }
         if os.environ.get("RUSTUP_TOOLCHAIN"):
@@ -319,41 +338,52 @@ class Sandbox:
             env["OMP_NUM_THREADS"] = str(threads)
         return env
 
-    def command(self, slot, threads, cgroup=None, build_rw=None, unsafe_dir=None):
-        """The whole command line of one sandbox, as a shell script (the
-        cgroup is entered and the limits set before bwrap starts). Unsafe:
-        the worker as a plain process in the clone's notebooks/, on set-up's
-        full crate, with a copy of set-up's warmed build folder."""
+    def sandbox_argv(self, slot, threads, inner, cgroup=None, build_rw=None, runtime=None, unsafe_dir=None):
+        """The command that runs `inner` in a sandbox, as a shell script (the
+        cgroup is entered and the limits set before bwrap starts); the
+        collector appends the connection file to it. Unsafe: `inner` as a
+        plain process in the clone's notebooks/, on set-up's full crate, with
+        a copy of set-up's warmed build folder."""
         env = self.env(threads)
         if self.unsafe:
             d = Path(unsafe_dir)
-            env.update(HOME=str(d / "home"), SALIENCY_LAB_HAND_IN=str(d / "hand-in"), EVCXR_TMPDIR=str(d / "evcxr"),
-                       SALIENCY_LAB_GRADING_CACHE=str(self.cache), TMPDIR=str(d / "tmp"))
-            inner = [str(self.venv / "bin" / "python"), str(WORKER)]
+            env.update(HOME=str(d / "home"), EVCXR_TMPDIR=str(d / "evcxr"), TMPDIR=str(d / "tmp"),
+                       SALIENCY_LAB_GRADING_CACHE=str(self.cache), JUPYTER_PATH=str(d / "home" / "no-spec"))
             setup = [f"export {k}={shlex_quote(v)}" for k, v in env.items()] + [f"cd {shlex_quote(str(ROOT / 'notebooks'))}"]
-            return ["/bin/sh", "-c", " && ".join(setup + ["exec " + " ".join(map(shlex_quote, inner))])]
+            return ["/bin/sh", "-c", " && ".join(setup) + ' && exec "$@"', "sh"] + inner
         b = bwrap()
-        args = [b, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+        args = [b, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
                 "--unshare-uts", "--unshare-cgroup-try", "--hostname", "grading", "--clearenv"]
         if not self.root:
-            args += ["--unshare-user", "--cap-drop", "ALL"]
+            uid = str(BASE_UID + slot)
+            args += ["--unshare-user", "--uid", uid, "--gid", uid, "--cap-drop", "ALL"]
         for k, v in env.items():
             args += ["--setenv", k, v]
         # The root itself (bwrap's own tmpfs, holding the mount points) read-only.
-        args += self.binds(build_rw) + ["--remount-ro", "/"]
+        args += self.binds(runtime, build_rw) + ["--remount-ro", "/"]
         args += ["--chdir", str(ROOT / "notebooks"), "--"]
         if self.root:
             uid = BASE_UID + slot
             args += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
                      "--bounding-set=-all", "--no-new-privs", "--"]
-        args += [str(self.venv / "bin" / "python"), "/grading/worker.py"]
+        args += inner
         limits = ["prlimit", f"--fsize={FILE_SIZE}", "--core=0"]
         if cgroup is None:  # no cgroup: per-process limits instead
             limits += [f"--nproc={self.nproc_limit()}", f"--data={self.memory}"]
         # First in line for the kernel's OOM killer, before the grader.
         script = (cgroup.enter_command() if cgroup else []) + ["echo 1000 > /proc/self/oom_score_adj"] + \
-            ["exec " + " ".join(map(shlex_quote, limits + ["--"] + args))]
-        return ["/bin/sh", "-c", " && ".join(script)]
+            ['exec ' + " ".join(map(shlex_quote, limits + ["--"] + args)) + ' "$@"']
+        return ["/bin/sh", "-c", " && ".join(script), "sh"]
+
+    def worker_argv(self):
+        """The collector's command: the grader's Python, in a network
+        namespace of its own (inside a user namespace of its own where the
+        grader is not root); a plain process when unsafe."""
+        python = [sys.executable, str(WORKER)]
+        if self.unsafe:
+            return python
+        userns = [] if self.root else ["--user", "--map-root-user"]
+        return ["unshare"] + userns + ["--net", "--"] + python
 
     def nproc_limit(self):
         """RLIMIT_NPROC counts every process of the user: as root the
@@ -366,20 +396,27 @@ class Sandbox:
 
     # -- running one ------------------------------------------------------------
     def run(self, job, slot=0, threads=None, timeout=900, build_rw=None):
-        """Runs the worker on `job` (a dict: the notebook, its cells' limits)
-        in a sandbox; returns (result dict or None, note). Kills the whole
-        sandbox at `timeout` seconds."""
+        """Runs the collector on `job` (a dict: the mode, the notebook, its
+        cells' limits, the tests) with a sandboxed kernel; returns (its
+        report or None, note). Kills the collector, and with it the sandbox,
+        at `timeout` seconds; then the sandbox's cgroup, whatever is left."""
+        import tempfile
         name = f"saliency-grading-{os.getpid()}-{slot}-{time.monotonic_ns()}"
         cgroup = None if self.unsafe else Cgroup.make(name, self.memory)
+        # The connection file's folder: the collector's, bound read-only into the sandbox.
+        runtime = Path(tempfile.mkdtemp(prefix="grading-kernel-"))
+        runtime.chmod(0o755)
         unsafe_dir = None
         if self.unsafe:
-            import tempfile
             unsafe_dir = Path(tempfile.mkdtemp(prefix="grading-unsafe-"))
-            for sub in ("home", "hand-in", "tmp"):
+            for sub in ("home", "tmp"):
                 (unsafe_dir / sub).mkdir()
-        argv = self.command(slot, threads, cgroup, build_rw, unsafe_dir)
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        sandboxed = lambda inner: self.sandbox_argv(slot, threads, inner, cgroup, build_rw, runtime, unsafe_dir)
+        job = dict(job, netns=not self.unsafe, runtime=str(runtime),
+                   kernel=sandboxed(["/bin/sh", "-c", KERNEL_SCRIPT]),
+                   probe=sandboxed([str(self.venv / "bin" / "python"), "-c", PROBE_SCRIPT]))
+        proc = subprocess.Popen(self.worker_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
         with self.live_lock:
             self.live.add(proc)
         out, err = bytearray(), bytearray()
@@ -408,20 +445,21 @@ class Sandbox:
                 self.live.discard(proc)
             if cgroup is not None:
                 cgroup.remove()
-            if unsafe_dir is not None:
-                shutil.rmtree(unsafe_dir, ignore_errors=True)
+            for d in (runtime, unsafe_dir):
+                if d is not None:
+                    shutil.rmtree(d, ignore_errors=True)
             for r in readers:
                 r.join(timeout=10)
         stderr = err.decode(errors="replace")
         if killed:
             return None, f"the notebook did not finish within {timeout} s"
         if len(out) > OUTPUT_CAP:
-            return None, f"the notebook's output was over {OUTPUT_CAP >> 20} MB"
+            return None, f"the collector's report was over {OUTPUT_CAP >> 20} MB"
         try:
             return json.loads(out.decode()), ""
         except (ValueError, UnicodeDecodeError):
             last = (stderr.strip().splitlines() or ["no output"])[-1]
-            return None, f"the sandbox gave no readable result (exit status {proc.returncode}; {last[:300]})"
+            return None, f"the collector gave no readable report (exit status {proc.returncode}; {last[:300]})"
 
     def check(self):
         """None if this machine can make the sandbox, else why not and what to do."""
@@ -430,13 +468,14 @@ class Sandbox:
         if bwrap() is None:
             return ("bubblewrap (bwrap) is not installed: run scripts/setup (it installs it), or "
                     "`apt install bubblewrap`")
-        for tool in ("prlimit", "setpriv"):
+        for tool in ("prlimit", "setpriv", "unshare"):
             if not shutil.which(tool):
                 return f"{tool} (util-linux) is not on PATH"
-        job = {"probe": True}
-        result, note = self.run(job, slot=0, timeout=60)
-        if result is None or not result.get("sandboxed"):
-            return (f"bubblewrap could not make a sandbox here ({note or result}). Unprivileged user namespaces "
+        result, note = self.run({"mode": "probe"}, slot=0, timeout=60)
+        seen = (result or {}).get("probe") or {}
+        if not seen.get("sandboxed"):
+            why = note or (result or {}).get("error") or result
+            return (f"bubblewrap could not make a sandbox here ({why}). Unprivileged user namespaces "
                     "may be off: `sysctl kernel.unprivileged_userns_clone=1` (Debian), "
                     "`sysctl kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 24.04), or run the grader as root")
         return None
@@ -476,10 +515,12 @@ class Sandbox:
         if self.root and not self.unsafe:
             # Warmed by slot 0's user; the other slots' users copy it (readable by all).
             _chown_tree(tmp, BASE_UID, BASE_UID)
-        result, note = self.run({"warm": True}, slot=0, timeout=1800, build_rw=tmp)
-        if result is None or result.get("error"):
-            raise SandboxUnavailable(f"warming evcxr's build folder for grading failed: "
-                                     f"{note or result.get('error')}")
+        result, note = self.run({"mode": "warm", "notebook": warm_notebook(), "limits": {"other": 600}}, slot=0,
+                                timeout=1800, build_rw=tmp)
+        problems = note if result is None else (result.get("error") or "; ".join(
+            c["errors"] for c in result.get("cells", []) if c.get("errors")))
+        if problems:
+            raise SandboxUnavailable(f"warming evcxr's build folder for grading failed: {problems[:2000]}")
         leaked = withheld_in_build(tmp, withhold)
         if leaked:
             raise SandboxUnavailable(f"the grading build folder holds the withheld features' code: {leaked[:3]}")
@@ -654,12 +695,3 @@ def strip_manifest(text, withhold):
         if re.search(rf'(^|[^\w-]){re.escape(f)}([^\w-]|$)', stripped):
             raise ValueError(f"the crate's manifest still names feature {f} after stripping")
     return stripped
-
-
-def decode_hand_ins(result):
-    """{test: {file name: bytes}} from a worker's result."""
-    out = {}
-    for test, files in (result.get("hand_in") or {}).items():
-        if isinstance(files, dict):
-            out[str(test)] = {str(k): base64.b64decode(v) for k, v in files.items() if isinstance(v, str)}
-    return out

@@ -147,18 +147,34 @@ fn check_grades(
     }
 }
 
+/// The rows of a CSV file as a spreadsheet reads them (RFC 4180: quoted
+/// fields with doubled quotes, commas and line breaks inside).
 fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(String::from))
-                .collect()
-        })
+    let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), String::new());
+    let (mut quoted, mut chars) = (false, text.chars().peekable());
+    while let Some(ch) = chars.next() {
+        match (quoted, ch) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    let header = records.remove(0);
+    records
+        .into_iter()
+        .map(|r| header.iter().cloned().zip(r).collect())
         .collect()
 }
 
@@ -246,8 +262,9 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
     let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tmp("grading");
     let outside = Outside::watch();
+    let folder = submissions_with_odd_entries(&dir);
     let mut c = script("grade.py");
-    c.arg(repo_root().join("crate/tests/submissions"))
+    c.arg(&folder)
         .arg("--out")
         .arg(dir.join("grades.csv"))
         .arg("--feedback")
@@ -263,6 +280,13 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         "test_map",
         "test_figure",
     ];
+    const EVERY_TEST_BUT_SHAPE: &[&str] = &[
+        "test_noise_zero",
+        "test_reference",
+        "test_noise_scale",
+        "test_map",
+        "test_figure",
+    ];
     // The panicking and the endless submission fail the same tests.
     const EVERY_TEST_BUT_MAP: &[&str] = &[
         "test_shape",
@@ -271,10 +295,16 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         "test_noise_scale",
         "test_figure",
     ];
-    // A smooth_grad of zeros passes the shape, the map and the figure only.
-    const ZEROS_FAIL: &[&str] = &["test_noise_zero", "test_reference", "test_noise_scale"];
+    // A smooth_grad of zeros passes the shape and the map only (the figure's
+    // third row must show its SmoothGrad: zeros show nothing).
+    const ZEROS_FAIL: &[&str] = &[
+        "test_noise_zero",
+        "test_reference",
+        "test_noise_scale",
+        "test_figure",
+    ];
     // (student, total, the tests it fails)
-    let expected: [(&str, &str, &[&str]); 24] = [
+    let expected: [(&str, &str, &[&str]); 34] = [
         // Right, in several styles: full marks.
         ("correct", "7", &[]),
         ("one_at_a_time", "7", &[]),
@@ -283,7 +313,7 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         ("other_seed", "7", &[]),
         ("running_mean", "7", &[]),
         // Wrong in the typical ways: each loses what it should.
-        ("one_sample", "5", &["test_reference"]),
+        ("one_sample", "4", &["test_reference", "test_figure"]),
         (
             "blur_average",
             "3",
@@ -309,17 +339,37 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         // directly or through the method registry; the hidden tests' names
         // shadowed, assert! disabled and the panic hook silenced, with a
         // one-sample answer. Each gets what its own answer earns.
-        ("hostile_forge_after", "3", ZEROS_FAIL),
-        ("hostile_forge_before", "3", ZEROS_FAIL),
+        ("hostile_forge_after", "2", ZEROS_FAIL),
+        ("hostile_forge_before", "2", ZEROS_FAIL),
+        // The grader's wire format printed by the student's code, before the
+        // tests and from a thread during them, with ids made to break files
+        // and feedback: the tests it names fail as tampering (test_map's
+        // too), nothing stops.
+        ("hostile_wire_forge", "1", EVERY_TEST_BUT_SHAPE),
+        // After its tests, goes after the process that reports for it
+        // (every process it sees, pidfd_getfd, ptrace, kill -9 -1) and prints
+        // a score: it finds only its own sandbox.
+        ("hostile_collector", "7", &[]),
+        // A 3 x 5 figure whose third row is the vanilla gradient again.
+        ("vanilla_figure", "6", &["test_figure"]),
         ("hostile_crate_smoothgrad", "1", EVERY_TEST_BUT_MAP),
         ("hostile_crate_tunnel", "1", EVERY_TEST_BUT_MAP),
-        ("hostile_shadow", "5", &["test_reference"]),
+        ("hostile_shadow", "4", &["test_reference", "test_figure"]),
         // Tried to read the hidden tests and other notebooks, write outside
         // its scratch folder, connect out and leave a process behind, and
         // answers zeros if any of it worked; bombs (memory, output, a
         // spinning thread, processes) after its tests.
         ("hostile_escape", "7", &[]),
         ("hostile_bombs", "7", &[]),
+        // What an archive unpacked into the submissions folder can hold
+        // (submissions_with_odd_entries): a row each, the run goes on.
+        ("fifo", "0", &TESTS),
+        (LONG_SHOWN, "0", &TESTS),
+        ("caf\u{fffd}", "0", &TESTS),
+        ("'=HYPERLINK(\"evil.example\",\"x\")", "0", &TESTS),
+        ("evil?[2K?fake: 7 of 7", "0", &TESTS),
+        ("alice (alice.ipynb)", "0", &TESTS),
+        ("alice (alice/)", "0", &TESTS),
     ];
     check_grades(&rows, &TESTS, &expected, &out);
     let status = |s: &str| rows.iter().find(|r| r["student"] == s).unwrap()["status"].clone();
@@ -346,9 +396,84 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         "{}",
         fb("hostile_forge_before")
     );
+    // (The forging thread's output can also hold a cell past its limit:
+    // then the row says timeout, and its feedback still names the tampering.)
+    assert_eq!(status("hostile_forge_before"), "tampering");
+    assert!(
+        ["tampering", "timeout"].contains(&status("hostile_wire_forge").as_str()),
+        "hostile_wire_forge: {}",
+        status("hostile_wire_forge")
+    );
+    for s in ["hostile_wire_forge", "hostile_forge_before"] {
+        assert!(fb(s).contains("tampering"), "{s}: {}", fb(s));
+    }
+    assert_eq!(status("hostile_collector"), "ok");
+    for s in ["hostile_wire_forge", "hostile_collector"] {
+        assert!(!fb(s).contains("regraded by hand"), "{s}: {}", fb(s));
+    }
+    assert!(
+        fb("vanilla_figure").contains("not your smooth_grad's map"),
+        "{}",
+        fb("vanilla_figure")
+    );
+    assert_eq!(status("fifo"), "unreadable");
+    assert!(
+        fb("fifo").contains("a FIFO, not a notebook file"),
+        "{}",
+        fb("fifo")
+    );
+    // One feedback file per row, none written over another; no terminal
+    // escape in the progress lines.
+    let files = std::fs::read_dir(dir.join("feedback")).unwrap().count();
+    assert_eq!(files, rows.len(), "feedback files");
+    assert!(
+        !out.contains('\u{1b}'),
+        "a terminal escape in grade.py's output: {out:?}"
+    );
     // A line per notebook, with what is left.
-    assert!(out.contains("24/24 graded, 0 left"), "{out}");
+    assert!(out.contains("34/34 graded, 0 left"), "{out}");
 }
+
+/// The kept submissions, copied, and beside them what an archive of
+/// students' files unpacked into the folder can hold: a FIFO where a
+/// notebook goes (`tar x` makes one; opened, it would block the run), a
+/// folder name of 250 bytes, a name that is not UTF-8, one that is a
+/// spreadsheet formula, one with terminal escapes, and `alice.ipynb` beside
+/// `alice/`. None of them is a notebook.
+fn submissions_with_odd_entries(dir: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let folder = dir.join("submissions");
+    std::fs::create_dir_all(&folder).unwrap();
+    for e in std::fs::read_dir(repo_root().join("crate/tests/submissions")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), folder.join(e.file_name())).unwrap();
+    }
+    let status = Command::new("mkfifo")
+        .arg(folder.join("fifo.ipynb"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    let long = folder.join("a".repeat(250));
+    std::fs::create_dir(&long).unwrap();
+    let odd: [&[u8]; 4] = [
+        b"caf\xe9.ipynb",
+        b"=HYPERLINK(\"evil.example\",\"x\").ipynb",
+        b"evil\x1b[2K\rfake: 7 of 7.ipynb",
+        b"alice.ipynb",
+    ];
+    let not_json = "{ this is not a notebook";
+    std::fs::write(long.join("homework.ipynb"), not_json).unwrap();
+    for name in odd {
+        std::fs::write(folder.join(std::ffi::OsStr::from_bytes(name)), not_json).unwrap();
+    }
+    std::fs::create_dir(folder.join("alice")).unwrap();
+    std::fs::write(folder.join("alice/alice.ipynb"), not_json).unwrap();
+    folder
+}
+
+/// How grade.py shows the 250-byte folder name: cut to its 80 characters.
+const LONG_SHOWN: &str =
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u{2026}";
 
 #[test]
 #[ignore = "needs set-up's Jupyter and Rust kernel (scripts/test runs it)"]
@@ -526,12 +651,12 @@ fn nbgrader_generates_the_same_student_version_and_autogrades() {
     );
 
     // Two honest submissions, and a hostile one that forges every verdict
-    // and value after the tests ran (its own answer earns 3): under nbgrader
+    // and value after the tests ran (its own answer earns 2): under nbgrader
     // too, a test passes only on the grader's verdict.
     let students = [
         ("alice", "correct", "7.0"),
         ("carol", "batch_range", "6.0"),
-        ("eve", "hostile_forge_after", "3.0"),
+        ("eve", "hostile_forge_after", "2.0"),
     ];
     for (student, file, _) in students {
         let d = course.join("submitted").join(student).join("smoothgrad");

@@ -18,36 +18,57 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Run as it stands (the lab, a student trying the visible tests), the cell
-//! is one piece: `hand_in!` only checks the values' types. Graded by
-//! `scripts/grade.py`, the first part runs in the student's sandboxed kernel,
-//! inside [`probe`], where [`hand_in`] writes each value to the folder named
-//! by `$SALIENCY_LAB_HAND_IN`; the grader takes those files out as data, and
-//! its own kernel, outside the sandbox, reads them back ([`handed_in`]) and
-//! runs the checks inside [`check`], which records the verdict in a file of
-//! the grader's. Code in the student's notebook can write any value it likes
-//! into its hand-in folder, but no verdict: a value is only ever the
-//! student's answer, checked by code the student cannot reach.
+//! A hidden test's inputs may be drawn at random ([`draw`]), from a seed the
+//! grader picks per submission and test; lines between `// INPUTS` and
+//! `// END INPUTS` at the top of a test cell draw them, and the grader runs
+//! those lines in both kernels, so that its checks know the inputs too. Run
+//! as it stands (the lab, a student trying the visible tests), the cell is
+//! one piece, the seed is [`DEFAULT_SEED`], and `hand_in!` only checks the
+//! values' types.
 //!
-//! [`compare_smoothgrad_maps`] is the SmoothGrad homework's reference test.
+//! Graded by `scripts/grade.py`, the first part runs in the student's
+//! sandboxed kernel, inside [`probe`], where [`hand_in`] prints each value as
+//! one line ([`wire`]) that the grader's collector, outside the sandbox and
+//! out of the student's reach, takes from the kernel's output while that
+//! test's cell runs: a value printed in another cell, a second value for one
+//! name, or one after the test's outcome, fails the test as tampering. The
+//! grader's own kernel reads the values back ([`handed_in`]) and runs the
+//! checks inside [`check`], which records the verdict in a file of the
+//! grader's. Code in the student's notebook can print any value it likes
+//! while a test runs, but no verdict, and no value it could know before the
+//! test's inputs were drawn.
+//!
+//! [`compare_smoothgrad_maps`] and [`figure_row_matches`] are the SmoothGrad
+//! homework's reference checks.
+
+mod checks;
+pub mod wire;
+
+pub use checks::{compare_smoothgrad_maps, figure_row_correlations, figure_row_matches};
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use base64::Engine;
-use ndarray::{ArrayD, IxDyn};
-use ndarray_npy::{ReadNpyExt, ReadableElement, WritableElement, WriteNpyExt};
-use tch::{Device, Kind, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::Tensor;
 
 use crate::error::{panic_message, Error, Result};
-use crate::plot::{Figure, PanelInfo, PanelKind};
+pub use wire::HandIn;
 
 /// What a test body returns: `Ok(())`, or the error its `?` met.
 pub type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
-/// The environment variable naming the folder where [`hand_in`] writes;
-/// unset, [`hand_in`] writes nothing.
+/// The environment variable that makes [`hand_in`] and [`probe`] print
+/// their lines (the grader sets it in the student's sandbox); unset, they
+/// print nothing.
 pub const HAND_IN_ENV: &str = "SALIENCY_LAB_HAND_IN";
+
+/// The seed of a test's inputs in a notebook run as it stands.
+pub const DEFAULT_SEED: u64 = 0;
+
+static SEED: AtomicU64 = AtomicU64::new(DEFAULT_SEED);
 
 /// Names the values of a test cell that the grader checks, with their types:
 /// `hand_in!(g: Tensor)`, `hand_in!(v: f64, r: f64)`. In a notebook run as it
@@ -63,308 +84,143 @@ macro_rules! hand_in {
     };
 }
 
-/// A value a test can hand in: written by the student's kernel, read back by
-/// the grader's. Tensors, numbers and vectors of numbers travel as `.npy`,
-/// text as UTF-8, figures as their structure and PNG.
-pub trait HandIn: Sized {
-    /// The file extension this type is written with.
-    const EXT: &'static str;
-    /// Writes the value to `w`.
-    ///
-    /// # Errors
-    /// If the value cannot be converted or written.
-    fn write(&self, w: &mut dyn Write) -> Result<()>;
-    /// Reads the value from the file at `path`.
-    ///
-    /// # Errors
-    /// [`Error::Format`] if the file does not hold this type.
-    fn read(path: &Path) -> Result<Self>;
+/// The seed of the running test's inputs: the grader's for this submission
+/// and test inside [`probe`] and [`check`], else [`DEFAULT_SEED`].
+#[must_use]
+pub fn seed() -> u64 {
+    SEED.load(Ordering::SeqCst)
 }
 
-fn npy_error(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::format(path, format!("not the value expected: {e}"))
+/// A test's random inputs, drawn from [`seed`]: the same draws in the same
+/// order give the same inputs in the student's kernel and in the grader's.
+#[derive(Debug, Clone)]
+pub struct Draw(ChaCha8Rng);
+
+/// The draws of the running test's inputs (from [`seed`], afresh at each call).
+#[must_use]
+pub fn draw() -> Draw {
+    Draw(ChaCha8Rng::seed_from_u64(seed()))
 }
 
-fn read_array<A: ReadableElement>(path: &Path) -> Result<ArrayD<A>> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    ArrayD::<A>::read_npy(f).map_err(|e| npy_error(path, e))
-}
+impl Draw {
+    /// A number in `lo..hi`.
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.0.random::<f64>()
+    }
 
-fn write_array<A: WritableElement>(w: &mut dyn Write, a: &ArrayD<A>) -> Result<()> {
-    a.write_npy(w)
-        .map_err(|e| Error::io("hand-in", std::io::Error::other(e.to_string())))
-}
-
-fn tensor_array<A: tch::kind::Element + Copy + Default>(
-    t: &Tensor,
-    kind: Kind,
-) -> Result<ArrayD<A>> {
-    let t = t
-        .detach()
-        .to_device(Device::Cpu)
-        .f_to_kind(kind)?
-        .contiguous();
-    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-    let mut data = vec![A::default(); t.numel()];
-    t.f_copy_data(&mut data, t.numel())?;
-    ArrayD::from_shape_vec(IxDyn(&shape), data)
-        .map_err(|e| Error::shape("hand_in", "a dense tensor", e.to_string()))
-}
-
-fn array_tensor<A: tch::kind::Element + Copy>(a: &ArrayD<A>) -> Tensor {
-    let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
-    let data: Vec<A> = a.iter().copied().collect();
-    Tensor::from_slice(&data).view(shape.as_slice())
-}
-
-/// Tensors keep their kind where `.npy` has it (float32, float64, int64,
-/// bool); other integer kinds travel as int64, other float kinds as float32.
-impl HandIn for Tensor {
-    const EXT: &'static str = "npy";
-    fn write(&self, w: &mut dyn Write) -> Result<()> {
-        match self.kind() {
-            Kind::Double => write_array(w, &tensor_array::<f64>(self, Kind::Double)?),
-            Kind::Bool => write_array(w, &tensor_array::<bool>(self, Kind::Bool)?),
-            Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64 => {
-                write_array(w, &tensor_array::<i64>(self, Kind::Int64)?)
-            }
-            _ => write_array(w, &tensor_array::<f32>(self, Kind::Float)?),
+    /// `k` distinct values of `from` (all of them if it has fewer), in the
+    /// order drawn.
+    pub fn choose(&mut self, k: usize, from: &[i64]) -> Vec<i64> {
+        let mut pool = from.to_vec();
+        let k = k.min(pool.len());
+        for i in 0..k {
+            let j = i + self.0.random_range(0..pool.len() - i);
+            pool.swap(i, j);
         }
+        pool.truncate(k);
+        pool
     }
-    fn read(path: &Path) -> Result<Self> {
-        if let Ok(a) = read_array::<f32>(path) {
-            return Ok(array_tensor(&a));
-        }
-        if let Ok(a) = read_array::<f64>(path) {
-            return Ok(array_tensor(&a));
-        }
-        if let Ok(a) = read_array::<i64>(path) {
-            return Ok(array_tensor(&a));
-        }
-        let a = read_array::<bool>(path)?;
-        let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
-        let data: Vec<u8> = a.iter().map(|&b| u8::from(b)).collect();
-        Ok(Tensor::from_slice(&data)
-            .view(shape.as_slice())
-            .to_kind(Kind::Bool))
+
+    /// The numbers `0..n` in a random order.
+    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let all: Vec<i64> = (0..n as i64).collect();
+        self.choose(n, &all)
+            .into_iter()
+            .map(|v| v as usize)
+            .collect()
     }
 }
 
-macro_rules! hand_in_numbers {
-    ($($t:ty),+) => {$(
-        /// A number travels as a 0-dimensional `.npy` (NaN and infinities included).
-        impl HandIn for $t {
-            const EXT: &'static str = "npy";
-            fn write(&self, w: &mut dyn Write) -> Result<()> {
-                write_array(w, &ndarray::arr0(*self).into_dyn())
-            }
-            fn read(path: &Path) -> Result<Self> {
-                let a = read_array::<$t>(path)?;
-                if a.ndim() != 0 {
-                    return Err(npy_error(path, format!("shape {:?}, expected a single number", a.shape())));
-                }
-                Ok(a.iter().copied().next().unwrap_or_default())
-            }
-        }
-        /// A vector travels as a 1-dimensional `.npy`.
-        impl HandIn for Vec<$t> {
-            const EXT: &'static str = "npy";
-            fn write(&self, w: &mut dyn Write) -> Result<()> {
-                write_array(w, &ndarray::Array1::from(self.clone()).into_dyn())
-            }
-            fn read(path: &Path) -> Result<Self> {
-                let a = read_array::<$t>(path)?;
-                if a.ndim() != 1 {
-                    return Err(npy_error(path, format!("shape {:?}, expected a vector", a.shape())));
-                }
-                Ok(a.iter().copied().collect())
-            }
-        }
-    )+};
-}
-hand_in_numbers!(f64, f32, i64, bool);
-
-/// An index travels as an int64 `.npy`.
-impl HandIn for usize {
-    const EXT: &'static str = "npy";
-    fn write(&self, w: &mut dyn Write) -> Result<()> {
-        let v = i64::try_from(*self)
-            .map_err(|_| Error::parameter("hand_in", "value", self, "over i64::MAX"))?;
-        HandIn::write(&v, w)
-    }
-    fn read(path: &Path) -> Result<Self> {
-        let v = i64::read(path)?;
-        usize::try_from(v).map_err(|_| npy_error(path, format!("{v} is not an index")))
+/// The standard normal distribution's CDF, Φ(x) (Abramowitz and Stegun
+/// 7.1.26 for erf: absolute error below 1.5e-7), for checks whose answer is
+/// a probability under Gaussian noise.
+#[must_use]
+pub fn normal_cdf(x: f64) -> f64 {
+    let z = x.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * z);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-z * z).exp();
+    if x >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
     }
 }
 
-/// Text travels as UTF-8.
-impl HandIn for String {
-    const EXT: &'static str = "txt";
-    fn write(&self, w: &mut dyn Write) -> Result<()> {
-        w.write_all(self.as_bytes())
-            .map_err(|e| Error::io("hand-in", e))
-    }
-    fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        String::from_utf8(bytes).map_err(|e| npy_error(path, e))
-    }
+fn with_seed<R>(seed: u64, f: impl FnOnce() -> R) -> R {
+    let before = SEED.swap(seed, Ordering::SeqCst);
+    let out = f();
+    SEED.store(before, Ordering::SeqCst);
+    out
 }
 
-/// A figure travels as its structure (grid, panels) and its pixels as PNG,
-/// one JSON object.
-impl HandIn for Figure {
-    const EXT: &'static str = "json";
-    fn write(&self, w: &mut dyn Write) -> Result<()> {
-        let wire = FigureWire {
-            grid: self.grid(),
-            panels: self.panels().iter().map(PanelWire::from).collect(),
-            png: base64::engine::general_purpose::STANDARD.encode(self.to_png()?),
-        };
-        serde_json::to_writer(w, &wire).map_err(|e| Error::io("hand-in", e.into()))
-    }
-    fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let wire: FigureWire = serde_json::from_slice(&text).map_err(|e| npy_error(path, e))?;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(wire.png)
-            .map_err(|e| npy_error(path, e))?;
-        let image = image::load_from_memory_with_format(&png, image::ImageFormat::Png)
-            .map_err(|e| npy_error(path, e))?
-            .to_rgb8();
-        let mut fig = Figure::blank(image.width(), image.height());
-        fig.rgb = image.into_raw();
-        fig.grid = wire.grid;
-        fig.panels = wire.panels.into_iter().map(PanelInfo::from).collect();
-        Ok(fig)
-    }
+fn graded() -> bool {
+    std::env::var_os(HAND_IN_ENV).is_some()
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct FigureWire {
-    grid: Option<(usize, usize)>,
-    panels: Vec<PanelWire>,
-    png: String,
+/// Prints a line whole, at once, and flushes it.
+fn print_line(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(format!("\n{line}\n").as_bytes())?;
+    out.flush()
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PanelWire {
-    row: usize,
-    col: usize,
-    kind: String,
-    title: String,
-    x: u32,
-    y: u32,
-    size: u32,
-}
-
-impl From<&PanelInfo> for PanelWire {
-    fn from(p: &PanelInfo) -> Self {
-        PanelWire {
-            row: p.row,
-            col: p.col,
-            kind: format!("{:?}", p.kind),
-            title: p.title.clone(),
-            x: p.x,
-            y: p.y,
-            size: p.size,
-        }
-    }
-}
-
-impl From<PanelWire> for PanelInfo {
-    fn from(p: PanelWire) -> Self {
-        let kind = match p.kind.as_str() {
-            "Image" => PanelKind::Image,
-            "Map" => PanelKind::Map,
-            "Overlay" => PanelKind::Overlay,
-            _ => PanelKind::Empty,
-        };
-        PanelInfo {
-            row: p.row,
-            col: p.col,
-            kind,
-            title: p.title,
-            x: p.x,
-            y: p.y,
-            size: p.size,
-        }
-    }
-}
-
-fn hand_in_dir(test: &str) -> Option<PathBuf> {
-    std::env::var_os(HAND_IN_ENV).map(|d| Path::new(&d).join(test))
-}
-
-/// A file created afresh: a second hand-in of one value is refused.
-fn create_new(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-}
-
-/// In the student's kernel, graded: writes `value` as `name` of test `test`
-/// to the folder named by `$SALIENCY_LAB_HAND_IN` (nothing where it is
-/// unset). A value is handed in once: a second hand-in of the same name is an
-/// error, and marks the test as tampered with.
+/// In the student's kernel, graded: hands in `value` as `name` of test
+/// `test`, one line on stdout ([`wire::value_line`]) for the grader's
+/// collector; nothing where `$SALIENCY_LAB_HAND_IN` is unset. A value is
+/// handed in once: a second one for the same name is an error here, and the
+/// grader counts it as tampering.
 ///
 /// # Errors
 /// If the value was handed in already, or cannot be written.
 pub fn hand_in<T: HandIn>(test: &str, name: &str, value: &T) -> TestResult {
-    let Some(dir) = hand_in_dir(test) else {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SENT: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
+    if !graded() {
         return Ok(());
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let path = dir.join(format!("{name}.{}", T::EXT));
-    let mut f = match create_new(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = create_new(&dir.join("tampered"));
-            return Err(format!(
-                "`{name}` of {test} was handed in before the test handed it in: the grader counts a second value as tampering"
-            )
-            .into());
-        }
-        Err(e) => return Err(Error::io(&path, e).into()),
-    };
-    let mut buf = Vec::new();
-    value.write(&mut buf)?;
-    f.write_all(&buf).map_err(|e| Error::io(&path, e))?;
+    }
+    let first = SENT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert((test.to_string(), name.to_string()));
+    if !first {
+        return Err(format!(
+            "`{name}` of {test} was handed in before: the grader counts a second value as tampering"
+        )
+        .into());
+    }
+    print_line(&wire::value_line(test, name, value)?).map_err(|e| Error::io("stdout", e))?;
     Ok(())
 }
 
 /// In the student's kernel, graded: runs a test's first part (the student's
-/// functions on the test's inputs, ending with [`hand_in`]s), catching a
-/// panic, and writes its outcome (`outcome.txt`: `ok`, or `failed` and the
-/// message) beside the values. Where `$SALIENCY_LAB_HAND_IN` is unset, a
-/// failure is printed.
-pub fn probe(test: &str, body: impl FnOnce() -> TestResult) {
-    let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(payload) => {
-            Some(panic_message(payload.as_ref()).unwrap_or_else(|| "it panicked".into()))
+/// functions on the test's inputs, drawn from `seed`, ending with
+/// [`hand_in`]s), catching a panic, and prints its outcome line
+/// ([`wire::outcome_line`]) after the values. Where `$SALIENCY_LAB_HAND_IN`
+/// is unset, a failure is printed.
+pub fn probe(test: &str, seed: u64, body: impl FnOnce() -> TestResult) {
+    let outcome = with_seed(seed, || {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(payload) => {
+                Some(panic_message(payload.as_ref()).unwrap_or_else(|| "it panicked".into()))
+            }
         }
-    };
-    let text = match &outcome {
-        None => "ok\n".to_string(),
-        Some(why) => format!("failed\n{why}\n"),
-    };
-    let Some(dir) = hand_in_dir(test) else {
+    });
+    if !graded() {
         if let Some(why) = outcome {
             eprintln!("{test} failed: {why}");
         }
         return;
-    };
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|()| create_new(&dir.join("outcome.txt")))
-        .and_then(|mut f| f.write_all(text.as_bytes()));
-    if let Err(e) = written {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            let _ = create_new(&dir.join("tampered"));
-        }
-        eprintln!("{test}: the outcome could not be written: {e}");
+    }
+    if let Err(e) = print_line(&wire::outcome_line(test, outcome.as_deref())) {
+        eprintln!("{test}: the outcome could not be printed: {e}");
     }
 }
 
@@ -396,18 +252,21 @@ pub fn handed_in<T: HandIn>(dir: impl AsRef<Path>, test: &str, name: &str) -> Re
     })
 }
 
-/// In the grader's kernel: runs a test's checks, catching a panic, and
+/// In the grader's kernel: runs a test's checks with the test's inputs
+/// drawn from `seed` (as its [`probe`] drew them), catching a panic, and
 /// appends the verdict to `verdicts` (one line: id, `pass`/`fail`, message,
 /// tab-separated).
-pub fn check(verdicts: impl AsRef<Path>, test: &str, body: impl FnOnce() -> TestResult) {
-    let (status, message) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-        Ok(Ok(())) => ("pass", String::new()),
-        Ok(Err(e)) => ("fail", e.to_string()),
-        Err(payload) => (
-            "fail",
-            panic_message(payload.as_ref()).unwrap_or_else(|| "the check panicked".into()),
-        ),
-    };
+pub fn check(verdicts: impl AsRef<Path>, test: &str, seed: u64, body: impl FnOnce() -> TestResult) {
+    let (status, message) = with_seed(seed, || {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+            Ok(Ok(())) => ("pass", String::new()),
+            Ok(Err(e)) => ("fail", e.to_string()),
+            Err(payload) => (
+                "fail",
+                panic_message(payload.as_ref()).unwrap_or_else(|| "the check panicked".into()),
+            ),
+        }
+    });
     let line = format!(
         "{test}\t{status}\t{}\n",
         message.replace(['\n', '\r', '\t'], " ")
@@ -445,57 +304,10 @@ pub fn cached(key: &str, compute: impl FnOnce() -> Result<Tensor>) -> Result<Ten
     Ok(t)
 }
 
-/// The SmoothGrad homework's reference test: a student's max-abs maps
-/// against the crate's, image by image, `[N, H, W]` each. They must agree in
-/// structure (the Pearson correlation of their 8 x 8-pixel block means above
-/// 0.9) and in size (the ratio of their norms within 0.8..1.25). Both are
-/// Monte Carlo estimates with their own noise, so the bounds are wide enough
-/// for any correct answer, whatever its noise or batching
-/// (`crate/tests/grading.rs` checks 20 seeds), and narrow enough to catch one
-/// noisy sample, blurring instead of noise, or unscaled noise.
-///
-/// # Errors
-/// A message for the student naming the image and what differs.
-pub fn compare_smoothgrad_maps(reference: &Tensor, student: &Tensor) -> Result<(), String> {
-    if student.size() != reference.size() {
-        return Err(format!(
-            "the maps have shape {:?}, the reference's {:?}",
-            student.size(),
-            reference.size()
-        ));
-    }
-    let pool = |m: &Tensor| {
-        m.to_kind(Kind::Float)
-            .unsqueeze(1)
-            .avg_pool2d([8, 8], [8, 8], [0, 0], false, true, None::<i64>)
-            .flatten(1, -1)
-    };
-    let (r, s) = (pool(reference), pool(student));
-    for i in 0..reference.size()[0] {
-        let (a, b) = (r.get(i), s.get(i));
-        let (a, b) = (&a - a.mean(Kind::Float), &b - b.mean(Kind::Float));
-        let corr = (&a * &b).sum(Kind::Float).double_value(&[])
-            / (a.norm().double_value(&[]) * b.norm().double_value(&[]));
-        let ratio = student.get(i).to_kind(Kind::Float).norm().double_value(&[])
-            / reference.get(i).norm().double_value(&[]);
-        // NaN (a map of zeros or NaN) fails both tests.
-        if corr.is_nan() || corr <= 0.9 {
-            return Err(format!(
-                "image {i}: the map's structure differs from SmoothGrad's (block correlation {corr:.2})"
-            ));
-        }
-        if !(ratio > 0.8 && ratio < 1.25) {
-            return Err(format!(
-                "image {i}: the map is {ratio:.2} times SmoothGrad's (averaged over n noisy samples?)"
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     fn round_trip<T: HandIn>(value: &T, dir: &Path, name: &str) -> T {
         let path = dir.join(format!("{name}.{}", T::EXT));
@@ -535,11 +347,73 @@ mod tests {
     fn checks_record_passes_failures_and_panics() {
         let path = std::env::temp_dir().join(format!("verdicts-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        check(&path, "a", || Ok(()));
-        check(&path, "b", || Err("no\tgood".into()));
-        check(&path, "c", || -> TestResult { panic!("x is {}", 3) });
+        check(&path, "a", 1, || Ok(()));
+        check(&path, "b", 1, || Err("no\tgood".into()));
+        check(&path, "c", 1, || -> TestResult { panic!("x is {}", 3) });
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "a\tpass\t\nb\tfail\tno good\nc\tfail\tx is 3\n");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_seed_draws_the_same_inputs_in_the_probe_and_in_the_check() {
+        let drawn = |seed| {
+            with_seed(seed, || {
+                let mut d = draw();
+                (
+                    d.uniform(2.0, 8.0),
+                    d.choose(2, &[0, 1, 2, 3, 4, 5]),
+                    d.permutation(4),
+                )
+            })
+        };
+        assert_eq!(drawn(42), drawn(42));
+        assert_ne!(drawn(42), drawn(43));
+        let (u, two, perm) = drawn(7);
+        assert!((2.0..8.0).contains(&u));
+        assert!(two.len() == 2 && two[0] != two[1]);
+        let mut sorted = perm.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [0, 1, 2, 3]);
+        // Outside a probe or a check: the default seed again.
+        assert_eq!(seed(), DEFAULT_SEED);
+    }
+
+    #[test]
+    fn normal_cdf_is_phi() {
+        for (x, want) in [
+            (0.0, 0.5),
+            (1.0, 0.841_344_746),
+            (-1.0, 0.158_655_254),
+            (2.5, 0.993_790_335),
+        ] {
+            assert!((normal_cdf(x) - want).abs() < 2e-7, "{x}");
+        }
+    }
+
+    #[test]
+    fn a_figure_row_shows_the_maps_it_was_drawn_from() {
+        use crate::plot::{Colormap, Grid, Panel};
+        let maps = Tensor::rand([3, 56, 56], (Kind::Float, tch::Device::Cpu));
+        let others = Tensor::rand([3, 56, 56], (Kind::Float, tch::Device::Cpu));
+        let mut grid = Grid::new(2, 3);
+        for i in 0..3 {
+            grid = grid
+                .with_panel(
+                    0,
+                    i,
+                    Panel::map(&others.get(i as i64), Colormap::Hot, "").unwrap(),
+                )
+                .with_panel(
+                    1,
+                    i,
+                    Panel::map(&maps.get(i as i64), Colormap::Hot, "").unwrap(),
+                );
+        }
+        let fig = grid.render().unwrap();
+        figure_row_matches(&fig, 1, &maps, 0.85).unwrap();
+        let why = figure_row_matches(&fig, 0, &maps, 0.85).unwrap_err();
+        assert!(why.contains("row 1, column 1"), "{why}");
+        assert!(figure_row_matches(&fig, 1, &maps.narrow(0, 0, 2), 0.85).is_err());
     }
 }

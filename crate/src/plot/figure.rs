@@ -24,7 +24,7 @@ pub struct Figure {
 /// What a figure drew where: one entry per panel of a [`Grid`](super::Grid),
 /// so that a program (a grader, say) can check a figure's structure, not only
 /// its size.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PanelInfo {
     /// Row in the grid, from 0 at the top.
     pub row: usize,
@@ -43,7 +43,7 @@ pub struct PanelInfo {
 }
 
 /// What a panel shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PanelKind {
     /// An RGB image.
     Image,
