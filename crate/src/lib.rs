@@ -17,7 +17,10 @@
 //! 5. [`evaluation`]: can a map be trusted? Model randomisation (Adebayo et
 //!    al. 2018), deletion and insertion (RISE), controls, and the noise
 //!    tunnel's convergence;
-//! 6. [`plot`]: the lab's figures, drawn with `plotters`, inline in evcxr
+//! 6. [`synthesis`]: the other side of the gradient, images made by
+//!    gradient ascent on a class score: fooling images and class
+//!    visualisations (CS231n's *Network Visualization*, the lab's source);
+//! 7. [`plot`]: the lab's figures, drawn with `plotters`, inline in evcxr
 //!    notebooks or saved as PNG.
 //!
 //! ```no_run
@@ -44,6 +47,8 @@ pub mod model;
 pub mod plot;
 pub mod registry;
 pub(crate) mod support;
+#[cfg(feature = "synthesis")]
+pub mod synthesis;
 pub mod transforms;
 
 /// This crate's version.
@@ -107,10 +112,13 @@ pub mod prelude {
     pub use crate::hand_in;
     pub use crate::model::{Network, Numerics};
     pub use crate::plot::{self, Colormap, Figure, Grid, Panel, Scale};
+    #[cfg(feature = "synthesis")]
+    pub use crate::synthesis::{self, ClassVisualisation, FoolingImage};
     pub use crate::transforms::{stack_images, AsImage, IMAGE_SIZE};
     pub use crate::{
-        assets, best_device, blur_image, deprocess, gather_scores, load_imagenet_val, preprocess,
-        preprocess_batch, rescale, squeezenet1_1, top1, Error, ImagenetVal, Model, Result,
+        assets, best_device, blur_batch, blur_image, deprocess, gather_scores, load_imagenet_val,
+        preprocess, preprocess_batch, rescale, squeezenet1_1, top1, Error, ImagenetVal, Model,
+        Result,
     };
     pub use ndarray::{self, s, Array3, Axis};
     pub use tch;
@@ -123,5 +131,6 @@ pub use error::{Error, Result};
 pub use model::{class_scores, gather_scores, squeezenet1_1, top1, Model, Network};
 pub use support::{chunk_ranges, CPU_CHUNK};
 pub use transforms::{
-    blur_image, deprocess, preprocess, preprocess_batch, rescale, SQUEEZENET_MEAN, SQUEEZENET_STD,
+    blur_batch, blur_image, deprocess, preprocess, preprocess_batch, rescale, SQUEEZENET_MEAN,
+    SQUEEZENET_STD,
 };

@@ -279,6 +279,52 @@ pub fn blur_image<T: BlurPixel>(image: impl AsImage<T>, sigma: f64) -> Result<Ar
     Ok(filter_axis(once.view(), &kernel, Axis(1)))
 }
 
+/// CS231n's `blur_image(X, sigma)` on a batch: each channel of each image
+/// of `x` `[N, C, H, W]` (float) blurred along height and then width, exactly
+/// `gaussian_filter1d(gaussian_filter1d(X, sigma, axis=2), sigma, axis=3)`
+/// on float32 (as [`blur_image`], computed in double precision and stored
+/// as float32 after each pass). Returns float32 on `x`'s device (the blur
+/// itself runs on the CPU).
+///
+/// # Errors
+/// [`Error::Parameter`] if `sigma` is not a positive finite number;
+/// [`Error::Shape`] if `x` is not a non-empty 4-D float tensor.
+pub fn blur_batch(x: &Tensor, sigma: f64) -> Result<Tensor> {
+    if !(sigma.is_finite() && sigma > 0.0) {
+        return Err(Error::parameter(
+            "blur_batch",
+            "sigma",
+            sigma,
+            "must be a positive finite number",
+        ));
+    }
+    let size = x.size();
+    if size.len() != 4 || size.contains(&0) || !x.is_floating_point() {
+        return Err(Error::shape(
+            "blur_batch",
+            "a non-empty float batch [N, C, H, W]",
+            format!("{size:?} {:?}", x.kind()),
+        ));
+    }
+    let (n, c, h, w) = (size[0], size[1], size[2], size[3]);
+    let flat = x
+        .detach()
+        .to_kind(Kind::Float)
+        .to_device(Device::Cpu)
+        .contiguous()
+        .view([n * c, h, w]);
+    let values = Vec::<f32>::try_from(flat.flatten(0, -1))?;
+    let planes = Array3::from_shape_vec(((n * c) as usize, h as usize, w as usize), values)
+        .map_err(|e| Error::shape("blur_batch", "[N, C, H, W]", e.to_string()))?;
+    let kernel = gaussian_kernel(sigma, 4.0);
+    let once = filter_axis(planes.view(), &kernel, Axis(1));
+    let twice = filter_axis(once.view(), &kernel, Axis(2));
+    let data: Vec<f32> = twice.iter().copied().collect();
+    Ok(Tensor::from_slice(&data)
+        .view([n, c, h, w])
+        .to_device(x.device()))
+}
+
 fn filter_axis<T: BlurPixel>(image: ArrayView3<'_, T>, kernel: &[f64], axis: Axis) -> Array3<T> {
     let radius = kernel.len() / 2;
     let n = image.len_of(axis);

@@ -417,3 +417,210 @@ fn methods_on_image_files_equal_captums() {
         assert!(err <= tol, "{method}: {err:.2e} > {tol:.0e}");
     }
 }
+
+/// A photograph the lab does not have: lab image `i` mirrored and cropped.
+fn write_unseen(i: usize, name: &str) -> PathBuf {
+    let d = data();
+    let rgb = saliency_lab::transforms::array_to_rgb_image(d.image(i).unwrap()).unwrap();
+    let img = image::DynamicImage::ImageRgb8(rgb)
+        .fliph()
+        .crop_imm(20, 10, 190, 210);
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    img.save(&path).unwrap();
+    path
+}
+
+#[test]
+fn fool_and_visualise_write_their_arrays_and_figures() {
+    let a = write_unseen(3, "unseen3.png");
+    let b = write_unseen(8, "unseen8.jpg");
+    let dir = out_dir("fool");
+    let out = maps(&[
+        "fool",
+        "--image",
+        s(&a),
+        s(&b),
+        "--target",
+        "6",
+        "113",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("-> 6 (stingray) in") && stdout.contains("-> 113 (snail) in"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 of 2 image(s) fooled"), "{stdout}");
+    assert_eq!(npy::<f32>(&dir, "fooled.npy").shape(), &[2, 3, 224, 224]);
+    assert_eq!(npy::<f32>(&dir, "input.npy").shape(), &[2, 3, 224, 224]);
+    let steps = npy::<i64>(&dir, "steps.npy");
+    assert!(steps.iter().all(|&k| (1..=100).contains(&k)), "{steps:?}");
+    assert_eq!(
+        npy::<i64>(&dir, "targets.npy").as_slice().unwrap(),
+        &[6, 113]
+    );
+    let png = image::open(dir.join("fooled.png")).unwrap();
+    assert_eq!((png.width() > 700, png.height() > 380), (true, true));
+
+    let dir = out_dir("visualise");
+    let out = maps(&[
+        "visualise",
+        "--target",
+        "76",
+        "--seed",
+        "3",
+        "--steps",
+        "15",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir),
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("class 76 (tarantula): score"), "{stdout}");
+    assert_eq!(npy::<f32>(&dir, "visual.npy").shape(), &[1, 3, 224, 224]);
+    let scores = npy::<f32>(&dir, "scores.npy");
+    assert_eq!(scores.shape(), &[1, 15]);
+    assert!(scores[[0, 14]] > scores[[0, 0]] + 10.0, "{scores:?}");
+    assert_eq!(npy::<i64>(&dir, "jitter.npy").shape(), &[1, 15, 2]);
+    assert!(dir.join("visual.png").exists() && dir.join("noise.npy").exists());
+}
+
+#[test]
+fn fool_and_visualise_refuse_bad_classes_and_files() {
+    let a = write_unseen(3, "unseen3b.png");
+    let not_an_image = Path::new(env!("CARGO_TARGET_TMPDIR")).join("notes.png");
+    std::fs::write(&not_an_image, "these are my notes, not a picture").unwrap();
+    let dir = out_dir("fool-err");
+    for (args, says) in [
+        (
+            vec!["fool", "--image", s(&a), "--target", "1000"],
+            "--target = 1000",
+        ),
+        (
+            vec!["fool", "--image", s(&a), "--target", "-3"],
+            "--target = -3",
+        ),
+        (
+            vec!["fool", "--image", s(&not_an_image), "--target", "1"],
+            "notes.png",
+        ),
+        (
+            vec!["fool", "--image", s(&a), s(&a), s(&a), "--target", "1", "2"],
+            "one per image (3)",
+        ),
+        (
+            vec!["visualise", "--target", "5", "1000"],
+            "--target = 1000",
+        ),
+        (
+            vec!["visualise", "--target", "5", "--max-jitter", "300"],
+            "max_jitter = 300",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--out", s(&dir)]);
+        let out = maps(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("maps: error: ") && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs the venv's Python with torch (scripts/test runs it)"]
+fn fool_and_visualise_equal_cs231n_s_on_image_files() {
+    let a = write_unseen(14, "unseen14.png");
+    let b = write_unseen(19, "unseen19.png");
+    let dir = out_dir("fool-ref");
+    assert!(maps(&[
+        "fool",
+        "--image",
+        s(&a),
+        s(&b),
+        "--target",
+        "340",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir)
+    ])
+    .status
+    .success());
+    let script = repo_root().join("scripts/reference_synthesis.py");
+    let weights = saliency_lab::assets::weights_path().unwrap();
+    let reference = |args: &[&str]| {
+        let status = Command::new(python())
+            .arg(&script)
+            .args(args)
+            .args(["--weights", s(&weights)])
+            .status()
+            .expect("run the venv's python");
+        assert!(status.success(), "{args:?}");
+    };
+    let ref_dir = dir.join("ref");
+    reference(&[
+        "fool",
+        "--inputs",
+        s(&dir.join("input.npy")),
+        "--targets",
+        s(&dir.join("targets.npy")),
+        "--out",
+        s(&ref_dir),
+    ]);
+    assert_eq!(
+        npy::<i64>(&dir, "steps.npy"),
+        npy::<i64>(&ref_dir, "steps.npy")
+    );
+    let err = max_rel_error(&npy(&dir, "fooled.npy"), &npy(&ref_dir, "fooled.npy"));
+    assert!(err <= REL_TOL, "{err}");
+
+    let dir = out_dir("visualise-ref");
+    assert!(maps(&[
+        "visualise",
+        "--target",
+        "130",
+        "--seed",
+        "9",
+        "--steps",
+        "30",
+        "--device",
+        "cpu",
+        "--out",
+        s(&dir)
+    ])
+    .status
+    .success());
+    let ref_dir = dir.join("ref");
+    reference(&[
+        "visualise",
+        "--noise",
+        s(&dir.join("noise.npy")),
+        "--jitter",
+        s(&dir.join("jitter.npy")),
+        "--targets",
+        s(&dir.join("targets.npy")),
+        "--steps",
+        "30",
+        "--out",
+        s(&ref_dir),
+    ]);
+    let err = max_rel_error(&npy(&dir, "visual.npy"), &npy(&ref_dir, "visual.npy"));
+    assert!(err <= REL_TOL, "{err}");
+    let (got, want) = (
+        npy::<f32>(&dir, "scores.npy"),
+        npy::<f32>(&ref_dir, "scores.npy"),
+    );
+    assert!(got
+        .iter()
+        .zip(want.iter())
+        .all(|(g, w)| f64::from((g - w).abs()) <= SCORE_ABS_TOL));
+}

@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 use super::{check_classes, check_input, copies_gradient, Attributions, Method};
 use crate::error::{Error, Result};
 use crate::model::Network;
-use crate::transforms::{blur_image, SQUEEZENET_MEAN, SQUEEZENET_STD};
+use crate::transforms::{blur_batch, SQUEEZENET_MEAN, SQUEEZENET_STD};
 
 /// The quadrature rule along the path (Captum's `method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -180,36 +180,6 @@ impl Baseline {
             Baseline::Blur(sigma) => blur_batch(x, sigma),
         }
     }
-}
-
-/// Each channel of each image of `x` `[N, C, H, W]` blurred along height and
-/// width (scipy's `gaussian_filter1d`, mode `reflect`, truncate 4).
-fn blur_batch(x: &Tensor, sigma: f64) -> Result<Tensor> {
-    if !(sigma.is_finite() && sigma > 0.0) {
-        return Err(Error::parameter(
-            "Baseline::Blur",
-            "sigma",
-            sigma,
-            "must be positive and finite",
-        ));
-    }
-    let hwc = crate::convert::to_array_f32(&x.permute([0, 2, 3, 1]))?;
-    let blurred = (0..hwc.shape()[0])
-        .map(|i| {
-            let img = hwc
-                .index_axis(ndarray::Axis(0), i)
-                .into_dimensionality::<ndarray::Ix3>()
-                .map_err(|e| Error::shape("Baseline::Blur", "[N, C, H, W]", e.to_string()))?;
-            let b = blur_image(img, sigma)?;
-            let (h, w, c) = b.dim();
-            let data: Vec<f32> = b.iter().copied().collect();
-            Ok(Tensor::from_slice(&data).view([1, h as i64, w as i64, c as i64]))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Tensor::cat(&blurred, 0)
-        .permute([0, 3, 1, 2])
-        .contiguous()
-        .to_device(x.device()))
 }
 
 /// Integrated Gradients' parameters, with Captum's defaults.

@@ -12,6 +12,8 @@
 //! | images (rows) against attribution methods (columns), a scale per method | [`methods_grid`] |
 //! | the maps as the model's layers are randomised, a row per method | [`randomisation_grid`] |
 //! | curves: deletion and insertion, Spearman per layer, convergence | [`LineChart`] |
+//! | fooling images beside their originals and their differences (CS231n) | [`fooling_grid`] |
+//! | images synthesised for classes, in a row | [`image_row`] |
 //!
 //! Beyond the lab: colour bars in the map's units and one colour scale shared
 //! by several maps ([`Grid::with_colorbar`], [`Scale::Shared`]), and maps
@@ -22,12 +24,14 @@ mod figure;
 mod grid;
 mod hist;
 mod lines;
+mod synthesis;
 
 pub use colormap::{Colormap, Rgb};
 pub use figure::{Figure, PanelInfo, PanelKind};
 pub use grid::{map_array, Grid, Panel, Scale};
 pub use hist::{density, histogram};
 pub use lines::{LineChart, Series};
+pub use synthesis::{fooling_grid, image_row, DIFFERENCE_GAIN};
 
 use ndarray::{ArrayView4, Axis};
 use tch::Tensor;

@@ -13,6 +13,14 @@
 //! maps evaluate --npz imagenet_val_25.npz --method vanilla --metric deletion insertion randomisation --out eval/
 //! ```
 //!
+//! `maps fool` and `maps visualise` go the other way, from a class to an
+//! image (CS231n's fooling images and class visualisations):
+//!
+//! ```text
+//! maps fool --image cat.jpg --target 6 --out fool/
+//! maps visualise --target 76 366 683 --seed 0 --out visual/
+//! ```
+//!
 //! Writes to `--out`: `attr.npy` (float32, the method's attribution `[N, 3,
 //! 224, 224]`, `[N, 1, 224, 224]` for Grad-CAM), `max.npy` and `maxabs.npy`
 //! (float32 `[N, 224, 224]`, its channel max and max of abs), `scores.npy`
@@ -33,6 +41,7 @@ use saliency_lab::registry::{MethodName, Params};
 
 mod memory;
 mod report;
+mod synthesis;
 mod work;
 
 /// Attribution maps of SqueezeNet 1.1 (vanilla gradient, Input x Gradient,
@@ -66,6 +75,21 @@ enum Command {
     /// (float32 [N, 225]), randomisation.csv and metrics.json, and prints a
     /// summary.
     Evaluate(EvaluateArgs),
+    /// Fooling images (CS231n): each image changed, by normalised gradient
+    /// ascent on the target's score, until the model takes it for the
+    /// target (or --steps is reached). Writes fooled.npy (float32 [N, 3,
+    /// 224, 224], preprocessed as input.npy, also written), fooled.png (the
+    /// originals, the fooling images and their differences), steps.npy and
+    /// targets.npy, and prints each image's steps and classes before and
+    /// after.
+    Fool(synthesis::FoolArgs),
+    /// Class visualisations (CS231n): an image synthesised from noise for
+    /// each target, by regularised gradient ascent on its score (L2,
+    /// jitter, clamping, blur). Writes visual.npy (float32 [N, 3, 224, 224],
+    /// preprocessed), visual.png, scores.npy ([N, steps], the target's
+    /// score at each step), final_scores.npy, and the noise.npy and
+    /// jitter.npy it started from (to replay the run elsewhere).
+    Visualise(synthesis::VisualiseArgs),
 }
 
 /// The images, the model and the method (shared by `maps` and `maps evaluate`).
@@ -158,6 +182,8 @@ fn main() -> ExitCode {
     let start = std::time::Instant::now();
     let (result, stats) = match &cli.command {
         Some(Command::Evaluate(args)) => (work::evaluate(args), args.common.stats),
+        Some(Command::Fool(args)) => (synthesis::fool(args), false),
+        Some(Command::Visualise(args)) => (synthesis::visualise(args), false),
         None => (work::run(&cli.maps), cli.maps.common.stats),
     };
     match result {

@@ -31,7 +31,7 @@ fn load(args: &Common) -> Result<(Array4<u8>, Option<Vec<i64>>)> {
     })
 }
 
-fn progress(n: usize, what: &str) -> ProgressBar {
+pub(crate) fn progress(n: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(n as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}, {elapsed} (ETA {eta})")
