@@ -61,6 +61,9 @@ fn every_notebook_runs_with_its_figures_and_the_labs_scores() {
         "trust_lab.ipynb: ok",
         "homework_deletion.ipynb: ok",
         "homework_deletion_student.ipynb: ok",
+        "network_visualisation.ipynb: ok",
+        "homework_fooling.ipynb: ok",
+        "homework_fooling_student.ipynb: ok",
     ] {
         assert!(out.contains(nb), "{out}");
     }
@@ -74,6 +77,7 @@ fn the_homeworks_hints_run_as_written() {
     for (nb, blocks) in [
         ("homework_smoothgrad_student", 2),
         ("homework_deletion_student", 1),
+        ("homework_fooling_student", 2),
     ] {
         let mut c = script("run_notebooks.py");
         c.arg("--hints")
@@ -562,6 +566,102 @@ fn grading_the_deletion_homework() {
         fb.contains("`CausalMetric`") && fb.contains("withholds"),
         "{fb}"
     );
+}
+
+#[test]
+#[ignore = "needs set-up's Jupyter and Rust kernel (scripts/test runs it)"]
+fn grading_the_network_visualisation_homework() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("grading-fooling");
+    let mut c = script("grade.py");
+    // One seed, so that every run draws the same hidden inputs: a wrong
+    // answer can pass a drawn test by chance (a photograph of the target
+    // class that is the given image itself).
+    c.arg(repo_root().join("crate/tests/submissions_fooling"))
+        .arg("--master")
+        .arg(repo_root().join("notebooks/homework_fooling.ipynb"))
+        .args(["--seed", "7"])
+        .arg("--out")
+        .arg(dir.join("grades.csv"))
+        .arg("--feedback")
+        .arg(dir.join("feedback"));
+    let out = run(c);
+    let rows = read_csv(&dir.join("grades.csv"));
+    const TESTS: [&str; 7] = [
+        "test_fool_visible",
+        "test_fool_hidden",
+        "test_fool_clamp",
+        "test_visual_visible",
+        "test_visual_steps",
+        "test_visual_hidden",
+        "test_figure",
+    ];
+    const FOOL: [&str; 3] = ["test_fool_visible", "test_fool_hidden", "test_fool_clamp"];
+    let expected: [(&str, &str, &[&str]); 8] = [
+        ("correct", "7", &[]),
+        // Other tensor operations, another image after 100 steps: the same marks.
+        ("alternative", "7", &[]),
+        // Down the score: never fooled (and NaN once the gradient vanishes,
+        // which also breaks its figure).
+        ("descent", "3", &[FOOL[0], FOOL[1], FOOL[2], "test_figure"]),
+        // Steps of the gradient's own length: too long to be CS231n's rule.
+        (
+            "raw_gradient",
+            "2",
+            &[
+                FOOL[0],
+                FOOL[1],
+                FOOL[2],
+                "test_visual_steps",
+                "test_visual_hidden",
+            ],
+        ),
+        // Starts from the lab's photograph most like the target: fooled, but
+        // not a small change of the given image.
+        ("photograph", "4", &FOOL),
+        // Without the clamp: the hay image and the saturated patches leave
+        // the range (the image drawn for test_fool_hidden happens not to).
+        (
+            "no_clamp",
+            "2",
+            &[
+                FOOL[0],
+                FOOL[2],
+                "test_visual_visible",
+                "test_visual_steps",
+                "test_visual_hidden",
+            ],
+        ),
+        // Hostile: the crate's own answer (withheld); a model of its own,
+        // defined in an added cell, that takes anything for a stingray.
+        ("hostile_withheld", "0", &TESTS),
+        (
+            "hostile_own_model",
+            "1",
+            &[
+                FOOL[0],
+                FOOL[1],
+                FOOL[2],
+                "test_visual_visible",
+                "test_visual_steps",
+                "test_visual_hidden",
+            ],
+        ),
+    ];
+    check_grades(&rows, &TESTS, &expected, &out);
+    let feedback =
+        |name: &str| std::fs::read_to_string(dir.join(format!("feedback/{name}.txt"))).unwrap();
+    assert!(feedback("no_clamp").contains("clamp each channel after each step"));
+    assert!(feedback("raw_gradient").contains("each step should have length 1"));
+    assert!(feedback("photograph").contains("not a small change of the given image"));
+    assert!(feedback("hostile_own_model")
+        .contains("the grader's model takes the fooling image for class"));
+    let withheld = feedback("hostile_withheld");
+    assert!(
+        withheld.contains("`synthesis`") && withheld.contains("withholds"),
+        "{withheld}"
+    );
+    assert!(!withheld.contains("cfg"), "{withheld}");
 }
 
 #[test]

@@ -42,9 +42,16 @@
 //! homework's reference checks.
 
 mod checks;
+#[cfg(feature = "synthesis")]
+mod synthesis;
 pub mod wire;
 
 pub use checks::{compare_smoothgrad_maps, figure_row_correlations, figure_row_matches};
+#[cfg(feature = "synthesis")]
+pub use synthesis::{
+    check_fooling_image, check_in_valid_range, check_visualisation, FOOLING_MAX_L2,
+    FOOLING_MAX_LINF,
+};
 
 use std::io::Write;
 use std::path::Path;
