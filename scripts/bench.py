@@ -24,7 +24,13 @@ Times, each implementation in a process of its own (so peak memory is its own):
   5. deletion and insertion (RISE, 224 pixels a step) of the vanilla
      gradient's maps on --causal-images images: the crate (batched) against
      RISE's own evaluation.py loop on PyTorch (scripts/reference_evaluation.py),
-     AUCs checked to agree within 1e-3.
+     AUCs checked to agree within 1e-3;
+  6. fooling images of --synthesis-images of the lab's images and class
+     visualisations of 2 classes (100 steps): `maps fool` and `maps
+     visualise` against CS231n's code on PyTorch
+     (scripts/reference_synthesis.py) on the same inputs, noise and jitter,
+     the computation alone, in alternating rounds; the steps and images
+     checked to agree (relative L2 1e-4). `--synthesis-only` runs just this.
 It prints medians, ratios Rust / reference, peak RSS and GFLOP/s, writes the
 table to crate/benches/results.md, and checks the answers against each other
 (vanilla: relative L2 error <= 1e-4 per image; SmoothGrad, whose noise
@@ -329,6 +335,60 @@ def bench_causal(args, rust_bin):
     return lines, good
 
 
+def bench_synthesis(args):
+    """Fooling images and class visualisations: `maps` against CS231n's code."""
+    import numpy as np
+    maps_bin = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "maps"
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--features", "cli", "--bin", "maps"], cwd=ROOT, check=True)
+    d = args.out / "synthesis"
+    n = args.synthesis_images
+    index = [str(i) for i in range(0, 25, max(1, 25 // n))][:n]
+    targets = [str(t) for t in (6, 113, 417, 76, 1, 340, 130, 366, 683, 78)[:n]]
+    classes = ["76", "366"]
+    ref = [sys.executable, str(ROOT / "scripts" / "reference_synthesis.py"), "--weights", os.environ["BENCH_WEIGHTS"]]
+
+    def maps(args_, out):
+        res = subprocess.run([str(maps_bin), *args_, "--device", args.device, "--out", str(out)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.exit(f"maps {args_[0]} failed:\n{res.stderr}")
+        return float(res.stdout.rsplit(" in ", 1)[1].split(" s;")[0])
+
+    times = {"fool": ([], []), "visualise": ([], [])}
+    for r in range(args.sg_runs):
+        times["fool"][0].append(maps(["fool", "--npz", os.environ["BENCH_DATA"], "--index", *index,
+                                       "--target", *targets], d / "fool"))
+        subprocess.run(ref + ["fool", "--inputs", str(d / "fool/input.npy"), "--targets", str(d / "fool/targets.npy"),
+                              "--out", str(d / "fool/ref")], check=True, capture_output=True)
+        times["fool"][1].append(json.loads((d / "fool/ref/seconds.json").read_text())["compute"])
+        times["visualise"][0].append(maps(["visualise", "--target", *classes, "--seed", str(r)], d / "visual"))
+        subprocess.run(ref + ["visualise", "--noise", str(d / "visual/noise.npy"), "--jitter", str(d / "visual/jitter.npy"),
+                              "--targets", str(d / "visual/targets.npy"), "--out", str(d / "visual/ref")],
+                       check=True, capture_output=True)
+        times["visualise"][1].append(json.loads((d / "visual/ref/seconds.json").read_text())["compute"])
+        print(f"synthesis round {r + 1}/{args.sg_runs} done", flush=True)
+    same_steps = (np.load(d / "fool/steps.npy") == np.load(d / "fool/ref/steps.npy")).all()
+    err_f = float(rel_errors(np.load(d / "fool/fooled.npy"), np.load(d / "fool/ref/fooled.npy")).max())
+    err_v = float(rel_errors(np.load(d / "visual/visual.npy"), np.load(d / "visual/ref/visual.npy")).max())
+    good = bool(same_steps) and err_f <= 1e-4 and err_v <= 1e-4
+    steps = int(np.load(d / "fool/steps.npy").sum())
+    rows = [("fool", f"fooling images of {n} images ({steps} steps in all)", err_f),
+            ("visualise", "class visualisations of 2 classes, 100 steps", err_v)]
+    lines = [
+        "",
+        "## Fooling images and class visualisations (`maps fool`, `maps visualise` against CS231n's code on PyTorch, "
+        "the computation alone)",
+        "",
+        "| what | Rust (s) | CS231n on PyTorch (s) | Rust / reference | agreement |",
+        "|---|---|---|---|---|",
+    ]
+    for key, what, err in rows:
+        rs, ps = statistics.median(times[key][0]), statistics.median(times[key][1])
+        lines.append(f"| {what} | {rs:.2f} | {ps:.2f} | **{rs / ps:.2f}** | relative L2 {err:.1e}"
+                     f"{', the same steps' if key == 'fool' and same_steps else ''}{'' if good else ' DISAGREE'} |")
+    return lines, good
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -342,6 +402,8 @@ def main():
     ap.add_argument("--method-images", type=int, default=25)
     ap.add_argument("--tunnel-images", type=int, default=5, help="images for SmoothGrad over Integrated Gradients")
     ap.add_argument("--causal-images", type=int, default=25, help="images for deletion and insertion (0: skip)")
+    ap.add_argument("--synthesis-images", type=int, default=5, help="images for the fooling images (0: skip the syntheses)")
+    ap.add_argument("--synthesis-only", action="store_true", help="time only the fooling images and class visualisations")
     ap.add_argument("--rust-bin", type=Path, help="a prebuilt bench example (where there is no Rust toolchain, e.g. a GPU machine)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "bench")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -374,6 +436,10 @@ def main():
         sys.exit(f"{sub}/{name} not found: run scripts/setup")
     os.environ["BENCH_DATA"] = find("data", "imagenet_val_25.npz")
     os.environ["BENCH_WEIGHTS"] = find("models", "squeezenet1_1.safetensors")
+    if args.synthesis_only:
+        lines, good = bench_synthesis(args)
+        print("\n".join(lines))
+        sys.exit(0 if good else 1)
 
     if args.rust_bin:
         rust_bin = args.rust_bin
@@ -478,6 +544,10 @@ def main():
         causal_lines, causal_ok = bench_causal(args, rust_bin)
         lines += causal_lines
         ok = ok and causal_ok
+    if args.synthesis_images > 0 and not args.rust_bin:
+        synthesis_lines, synthesis_ok = bench_synthesis(args)
+        lines += synthesis_lines
+        ok = ok and synthesis_ok
     table = "\n".join(lines) + "\n"
     print(table)
     dest = ROOT / "crate" / "benches" / ("results.md" if args.device == "cpu" else f"results-{args.device}.md")

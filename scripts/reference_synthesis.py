@@ -19,14 +19,18 @@ with the same weights, inputs, noise and jitter offsets as the crate.
                visual.npy [N, 3, 224, 224] f32, scores.npy [N, steps] f32 (the
                target's score at each step), final_scores.npy [N] f32
 
+Each writes seconds.json, the time of the computation alone (the model loaded).
+
 Usage:
   python scripts/reference_synthesis.py fool --inputs input.npy --targets targets.npy --weights W --out DIR
   python scripts/reference_synthesis.py visualise --noise noise.npy --jitter jitter.npy --targets targets.npy \
       --weights W --out DIR [--steps 100 --learning-rate 25 --l2-reg 1e-3 --blur-every 10]
 """
 import argparse
+import json
 import os
 import sys
+import time
 
 import numpy as np
 import torch
@@ -131,6 +135,7 @@ def main():
     model = load_model(args.weights)
     targets = np.load(args.targets).astype(np.int64).reshape(-1)
     os.makedirs(args.out, exist_ok=True)
+    start = time.perf_counter()
     if args.mode == "fool":
         x = torch.from_numpy(np.load(args.inputs).astype(np.float32))
         fooled, steps, before, after = [], [], [], []
@@ -162,6 +167,8 @@ def main():
         np.save(os.path.join(args.out, "visual.npy"), np.concatenate(visual).astype(np.float32))
         np.save(os.path.join(args.out, "scores.npy"), np.array(scores, dtype=np.float32))
         np.save(os.path.join(args.out, "final_scores.npy"), np.array(final, dtype=np.float32))
+    with open(os.path.join(args.out, "seconds.json"), "w") as f:
+        json.dump({"compute": time.perf_counter() - start}, f)
 
 
 if __name__ == "__main__":

@@ -210,3 +210,42 @@ impl FoolingImage {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A linear classifier of 10 classes on 3 x 8 x 8 images.
+    fn linear() -> impl Fn(&Tensor) -> Tensor {
+        tch::manual_seed(3);
+        let w = Tensor::randn([192, 10], (Kind::Float, Device::Cpu));
+        move |x: &Tensor| x.flatten(1, -1).matmul(&w)
+    }
+
+    #[test]
+    fn the_batch_at_once_takes_each_image_s_own_steps() {
+        let f = linear();
+        let net = tch::nn::func(move |x| f(x));
+        tch::manual_seed(4);
+        let x = Tensor::randn([4, 3, 8, 8], (Kind::Float, Device::Cpu)) * 0.5;
+        let targets = [1, 7, 3, 9];
+        let config = FoolingImage::default().with_learning_rate(0.5);
+        let net: &dyn Network = &net;
+        let alone = config.run(net, &x, &targets).unwrap();
+        let together = config.batch(net, &x, &targets).unwrap();
+        assert_eq!(alone.steps, together.steps);
+        assert_eq!(
+            (alone.fooled, alone.before, alone.after),
+            (together.fooled, together.before, together.after)
+        );
+        let rel = (&alone.images - &together.images).norm().double_value(&[])
+            / alone.images.norm().double_value(&[]);
+        assert!(rel < 1e-5, "{rel}");
+        let distinct: std::collections::HashSet<_> = alone.steps.iter().collect();
+        assert!(
+            distinct.len() > 1,
+            "images that stop at different steps: {:?}",
+            alone.steps
+        );
+    }
+}

@@ -451,3 +451,41 @@ fn roll_one(x: &Tensor, [ox, oy]: [i64; 2], sign: i64) -> Tensor {
         x.roll([sign * oy, sign * ox], [2, 3])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_at_once_is_each_image_alone() {
+        tch::manual_seed(3);
+        let w = Tensor::randn([192, 10], (Kind::Float, Device::Cpu));
+        let net = tch::nn::func(move |x| x.flatten(1, -1).matmul(&w).relu());
+        let config = ClassVisualisation::default()
+            .with_size(8)
+            .with_max_jitter(5)
+            .with_steps(12)
+            .with_blur_every(4)
+            .with_seed(9);
+        let noise = config.noise(3, Device::Cpu);
+        let jitter = config.jitter(3);
+        assert!(jitter.offsets[0] != jitter.offsets[1]);
+        let net: &dyn Network = &net;
+        let targets = [2, 5, 2];
+        let alone = config
+            .run_from(net, &noise, &jitter, &targets, &mut |_| {})
+            .unwrap();
+        let together = config
+            .batch(net, &noise, &jitter.offsets, &targets, &mut |_| {})
+            .unwrap();
+        for (a, b) in [
+            (&alone.images, &together.images),
+            (&alone.scores, &together.scores),
+            (&alone.final_scores, &together.final_scores),
+        ] {
+            let rel = (a - b).norm().double_value(&[]) / a.norm().double_value(&[]);
+            assert!(rel < 1e-5, "{rel}");
+        }
+        assert_eq!(Jitter::from_array(&jitter.to_array()).unwrap(), jitter);
+    }
+}

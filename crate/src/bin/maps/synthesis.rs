@@ -177,9 +177,11 @@ pub(crate) fn fool(args: &FoolArgs) -> Result<()> {
         .with_clamp(!args.no_clamp);
     config.check()?;
     let bar = progress(n, "fool (images)");
+    let start = std::time::Instant::now();
     let fooled =
         config.run_with_progress(&model, &x, &targets, &mut |k| bar.set_position(k as u64))?;
     bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
     let out = &args.model.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     write_npy_f32(out.join("fooled.npy"), &fooled.images)?;
@@ -213,7 +215,7 @@ pub(crate) fn fool(args: &FoolArgs) -> Result<()> {
     }
     let count = fooled.fooled.iter().filter(|&&f| f).count();
     println!(
-        "{count} of {n} image(s) fooled; written to {}",
+        "{count} of {n} image(s) fooled in {seconds:.2} s; written to {}",
         out.display()
     );
     Ok(())
@@ -236,10 +238,12 @@ pub(crate) fn visualise(args: &VisualiseArgs) -> Result<()> {
     let noise = config.noise(n, device);
     let jitter = config.jitter(n);
     let bar = progress(n * args.steps, "visualise (image-steps)");
+    let start = std::time::Instant::now();
     let visual = config.run_from(&model, &noise, &jitter, &args.target, &mut |k| {
         bar.set_position(k as u64);
     })?;
     bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
     let out = &args.model.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     write_npy_f32(out.join("visual.npy"), &visual.images)?;
@@ -263,6 +267,9 @@ pub(crate) fn visualise(args: &VisualiseArgs) -> Result<()> {
         let start = first.get(i).map_or("-".into(), |s| format!("{s:.2}"));
         println!("class {title}: score {start} -> {:.2}", last[i]);
     }
-    println!("{n} image(s) written to {}", out.display());
+    println!(
+        "{n} image(s) in {seconds:.2} s; written to {}",
+        out.display()
+    );
     Ok(())
 }
