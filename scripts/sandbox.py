@@ -70,6 +70,9 @@ KERNEL_SCRIPT = ('if [ -d "$SALIENCY_LAB_GRADING_CACHE" ] && [ ! -e "$EVCXR_TMPD
 PROBE_SCRIPT = ("import json, os, socket; print(json.dumps({'sandboxed': True, 'uid': os.getuid(), "
                 "'pid': os.getpid(), 'interfaces': [n for _, n in socket.if_nameindex()]}))")
 BASE_UID = 60000
+# Seconds past the notebook's limit before the collector itself is killed:
+# its kernel's start (sandbox_worker.START_LIMIT) and stop.
+BACKSTOP = 360
 # Python packages of the venv a sandbox does not see: other libraries' own
 # answers to the homework (Captum's NoiseTunnel, Quantus' metrics).
 MASKED_PACKAGES = ["captum", "quantus"]
@@ -398,8 +401,11 @@ class Sandbox:
     def run(self, job, slot=0, threads=None, timeout=900, build_rw=None):
         """Runs the collector on `job` (a dict: the mode, the notebook, its
         cells' limits, the tests) with a sandboxed kernel; returns (its
-        report or None, note). Kills the collector, and with it the sandbox,
-        at `timeout` seconds; then the sandbox's cgroup, whatever is left."""
+        report or None, note). The cells get `timeout` seconds together: the
+        collector stops the kernel then and reports what it has. As a
+        backstop, the collector itself, and with it the sandbox, is killed
+        BACKSTOP seconds later (its kernel's start and stop); then the
+        sandbox's cgroup, whatever is left."""
         import tempfile
         name = f"saliency-grading-{os.getpid()}-{slot}-{time.monotonic_ns()}"
         cgroup = None if self.unsafe else Cgroup.make(name, self.memory)
@@ -412,6 +418,8 @@ class Sandbox:
             for sub in ("home", "tmp"):
                 (unsafe_dir / sub).mkdir()
         sandboxed = lambda inner: self.sandbox_argv(slot, threads, inner, cgroup, build_rw, runtime, unsafe_dir)
+        if job.get("mode") in ("run", "warm"):
+            job = dict(job, limits={**job.get("limits", {}), "notebook": timeout})
         job = dict(job, netns=not self.unsafe, runtime=str(runtime),
                    kernel=sandboxed(["/bin/sh", "-c", KERNEL_SCRIPT]),
                    probe=sandboxed([str(self.venv / "bin" / "python"), "-c", PROBE_SCRIPT]))
@@ -432,7 +440,7 @@ class Sandbox:
             except BrokenPipeError:
                 pass
             try:
-                proc.wait(timeout=timeout)
+                proc.wait(timeout=timeout + BACKSTOP)
             except subprocess.TimeoutExpired:
                 killed = True
         finally:

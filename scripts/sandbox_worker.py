@@ -9,8 +9,11 @@ student's code prints reaches this process only as the kernel's output
 messages; it decides nothing here but what those messages say.
 
 Its job comes on stdin (JSON):
-  {"mode": "run", "notebook": ..., "limits": {"cells": {grade_id: s}, "other": s},
+  {"mode": "run", "notebook": ..., "limits": {"cells": {grade_id: s}, "other": s, "notebook": s},
    "tests": [test ids], "kernel": [argv], "runtime": dir, "netns": bool}
+`limits.notebook` bounds the cells' time together, from the first cell: at
+it the kernel is stopped and what was collected so far is reported (the
+grader kills this process only as a backstop, later, and then has nothing).
   {"mode": "warm", ...}: the same for evcxr's build folder (no tests)
   {"mode": "probe", "probe": [argv], "netns": bool}: is this a sandbox?
 `kernel` starts the sandboxed kernel when the connection file's path is
@@ -99,7 +102,7 @@ class Kernel:
         path = Path(runtime) / f"kernel-{secrets.token_hex(8)}.json"
         path.write_text(json.dumps(self.info))
         path.chmod(0o644)  # the sandbox's user reads it (its folder is the grader's, bound read-only)
-        self.stderr = bytearray()
+        self.stderr, self.killed = bytearray(), False
         self.proc = subprocess.Popen(argv + [str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True)
         threading.Thread(target=self._read_stderr, daemon=True).start()
@@ -149,6 +152,9 @@ class Kernel:
         self.kc.control_channel.send(self.kc.session.msg("interrupt_request", {}))
 
     def kill(self):
+        if self.killed:
+            return
+        self.killed = True
         try:
             os.killpg(self.proc.pid, 9)
         except OSError:
@@ -214,7 +220,10 @@ class Collector:
             except queue.Empty:
                 pass
 
-    def run_cell(self, source, meta, limit):
+    def run_cell(self, source, meta, limit, hard_deadline=float("inf")):
+        """Runs one cell: interrupted at `limit` seconds (then given
+        INTERRUPT_WAIT to answer), the kernel stopped at once at
+        `hard_deadline` (the notebook's, on time.monotonic())."""
         cell = {**meta, "stdout": "", "stderr": "", "errors": [], "figures": 0, "notes": [], "idle": False,
                 "ran": True, "timed_out": False, "killed": False, "seconds": None,
                 "test": meta.get("id") if meta.get("role") == "test" else None}
@@ -231,6 +240,11 @@ class Collector:
                 cell["errors"].append(self.kernel.stopped())
                 break
             now = time.monotonic()
+            if now > hard_deadline:
+                cell["timed_out"] = True
+                cell["errors"].append("the notebook's time ran out during this cell: the kernel was stopped")
+                self.kernel.kill()
+                break
             if now > deadline and not interrupted:
                 cell["timed_out"], interrupted = True, True
                 self.kernel.interrupt()
@@ -275,19 +289,27 @@ def run(job):
         return {"cells": [], "error": f"the kernel could not start: {e}", "hand_in": {}}
     collector = Collector(kernel, job.get("tests", []))
     reports, error = [], ""
+    limits = job.get("limits", {})
     try:
         if not kernel.wait_ready(START_LIMIT):
             return {"cells": [], "error": f"the kernel did not start: {kernel.stopped()}", "hand_in": {}}
+        notebook_limit = limits.get("notebook")
+        hard_deadline = time.monotonic() + notebook_limit if notebook_limit else float("inf")
         for c in cells:
             meta = c.get("metadata", {}).get("grading", {})
             source = c["source"] if isinstance(c["source"], str) else "".join(c["source"])
-            if not kernel.alive():
+            if not kernel.alive() or time.monotonic() > hard_deadline:
+                if time.monotonic() > hard_deadline:
+                    error = error or f"the notebook did not finish within {notebook_limit:.0f} s"
                 error = error or kernel.stopped()
                 reports.append({"role": meta.get("role", ""), "id": meta.get("id"), "errors": "", "stdout": "",
                                 "seconds": None, "ran": False, "timed_out": False, "killed": False,
                                 "figures": 0, "notes": []})
                 continue
-            reports.append(report_of(collector.run_cell(source, meta, limit_of(source, meta, job.get("limits", {})))))
+            cell = collector.run_cell(source, meta, limit_of(source, meta, limits), hard_deadline)
+            if time.monotonic() > hard_deadline:
+                error = error or f"the notebook did not finish within {notebook_limit:.0f} s"
+            reports.append(report_of(cell))
     finally:
         kernel.kill()
     return {"cells": reports, "error": error, "hand_in": collector.handins.report()}

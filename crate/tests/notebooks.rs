@@ -308,7 +308,7 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         "test_figure",
     ];
     // (student, total, the tests it fails)
-    let expected: [(&str, &str, &[&str]); 34] = [
+    let expected: [(&str, &str, &[&str]); 35] = [
         // Right, in several styles: full marks.
         ("correct", "7", &[]),
         ("one_at_a_time", "7", &[]),
@@ -354,6 +354,9 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         // (every process it sees, pidfd_getfd, ptrace, kill -9 -1) and prints
         // a score: it finds only its own sandbox.
         ("hostile_collector", "7", &[]),
+        // After its tests, stops its own kernel (SIGSTOP to every process
+        // it can signal): the cell times out, the marks stand.
+        ("hostile_stop", "7", &[]),
         // A 3 x 5 figure whose third row is the vanilla gradient again.
         ("vanilla_figure", "6", &["test_figure"]),
         ("hostile_crate_smoothgrad", "1", EVERY_TEST_BUT_MAP),
@@ -406,8 +409,15 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
     for s in ["hostile_wire_forge", "hostile_forge_before"] {
         assert!(fb(s).contains("tampering"), "{s}: {}", fb(s));
     }
-    assert_eq!(status("hostile_collector"), "ok");
-    for s in ["hostile_wire_forge", "hostile_collector"] {
+    // (Its attack can leave the kernel stopped by ptrace after its tests:
+    // the cell then times out, the row says so, and the marks stand.)
+    assert!(
+        ["ok", "timeout"].contains(&status("hostile_collector").as_str()),
+        "hostile_collector: {}",
+        status("hostile_collector")
+    );
+    assert_eq!(status("hostile_stop"), "timeout");
+    for s in ["hostile_wire_forge", "hostile_collector", "hostile_stop"] {
         assert!(!fb(s).contains("regraded by hand"), "{s}: {}", fb(s));
     }
     assert!(
@@ -430,7 +440,7 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         "a terminal escape in grade.py's output: {out:?}"
     );
     // A line per notebook, with what is left.
-    assert!(out.contains("34/34 graded, 0 left"), "{out}");
+    assert!(out.contains("35/35 graded, 0 left"), "{out}");
 }
 
 /// The kept submissions, copied, and beside them what an archive of
