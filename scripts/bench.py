@@ -149,6 +149,7 @@ METHODS = [
     ("input-x-gradient", "ixg", 1e-4),
     ("integrated-gradients", "ig", 1e-2),  # NHWC path: float order at flat regions (tests/methods.rs)
     ("guided-backprop", "gbp", 1e-4),
+    ("deconvolution", "deconv", 1e-4),
     ("grad-cam", "gradcam", 1e-4),
     ("guided-grad-cam", "ggc", 1e-4),
     ("occlusion", "occlusion", 1e-4),
@@ -161,7 +162,7 @@ def worker_captum_method(args, out, name, batch):
     """One of Captum's methods with the benchmark's settings (bench.rs's `method()`)."""
     import numpy as np
     import torch
-    from captum.attr import (GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
+    from captum.attr import (Deconvolution, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
                              LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion, Saliency)
     X, y, model = load_inputs(args.device)
     n = args.tunnel_images if name == "smoothgrad-integrated-gradients" else args.method_images
@@ -177,6 +178,8 @@ def worker_captum_method(args, out, name, batch):
             return IntegratedGradients(model).attribute(X, target=y, n_steps=50, internal_batch_size=batch)
         if name == "guided-backprop":
             return GuidedBackprop(model).attribute(X.clone().requires_grad_(), target=y)
+        if name == "deconvolution":
+            return Deconvolution(model).attribute(X.clone().requires_grad_(), target=y)
         if name == "grad-cam":
             cam = LayerGradCam(model, f12).attribute(X, target=y, relu_attributions=True)
             return LayerAttribution.interpolate(cam, X.shape[2:], interpolate_mode="bilinear")

@@ -12,6 +12,7 @@ files (float32):
   ig_black.npy      [5, 3, 224, 224]   the black image as baseline (preprocessed), 20 steps
   ig_blur.npy       [5, 3, 224, 224]   the image blurred (scipy gaussian_filter1d, sigma 10, axes 2 and 3), 20 steps
   gbp.npy           [25, 3, 224, 224]  GuidedBackprop
+  deconv.npy        [25, 3, 224, 224]  Deconvolution
   gradcam.npy       [25, 1, 224, 224]  LayerGradCam(features[12], relu_attributions=True) + bilinear interpolate
   gradcam_f9.npy    [5, 1, 224, 224]   the same at features[9]
   ggc.npy           [25, 3, 224, 224]  GuidedGradCam(features[12]) (nearest interpolation)
@@ -34,7 +35,7 @@ import warnings
 
 import numpy as np
 import torch
-from captum.attr import (GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
+from captum.attr import (Deconvolution, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
                          LayerAttribution, LayerGradCam, Occlusion, Saliency)
 from scipy.ndimage import gaussian_filter1d
 
@@ -64,6 +65,7 @@ def methods(model):
         "ig_black": (lambda x, y: ig.attribute(x, baselines=black.expand_as(x).contiguous(), target=y, n_steps=20), 5),
         "ig_blur": (lambda x, y: ig.attribute(x, baselines=blur(x, 10.0), target=y, n_steps=20), 5),
         "gbp": (lambda x, y: GuidedBackprop(model).attribute(x, target=y), None),
+        "deconv": (lambda x, y: Deconvolution(model).attribute(x, target=y), None),
         "gradcam": (lambda x, y: grad_cam(model, f[12], x, y), None),
         "gradcam_f9": (lambda x, y: grad_cam(model, f[9], x, y), 5),
         "ggc": (lambda x, y: GuidedGradCam(model, f[12]).attribute(x, target=y), None),

@@ -4,14 +4,14 @@
 //!
 //! | name | what it builds |
 //! | --- | --- |
-//! | `vanilla`, `input-x-gradient`, `integrated-gradients`, `guided-backprop`, `grad-cam`, `guided-grad-cam`, `occlusion` | that [`Method`] |
+//! | `vanilla`, `input-x-gradient`, `integrated-gradients`, `guided-backprop`, `deconvolution`, `grad-cam`, `guided-grad-cam`, `occlusion` | that [`Method`] |
 //! | `smoothgrad`, `smoothgrad-sq`, `vargrad` | the [`NoiseTunnel`](crate::attribution::NoiseTunnel) over the vanilla gradient, with that estimator (the `noise-tunnel` feature) |
 //! | `blur-average` | the lab's blur average (not a [`Method`]: [`Built::BlurAverage`]) |
 //! | `random`, `centre`, `edges` | the controls of [`crate::evaluation`], which do not look at the model |
 
 use crate::attribution::{
-    self, Baseline, GradCam, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
-    Method, Occlusion, Rule, Vanilla,
+    self, Baseline, Deconvolution, GradCam, GuidedBackprop, GuidedGradCam, InputXGradient,
+    IntegratedGradients, Method, Occlusion, Rule, Vanilla,
 };
 use crate::error::{Error, Result};
 use crate::evaluation::{CentreGaussian, Edges, RandomMap};
@@ -28,6 +28,8 @@ pub enum MethodName {
     IntegratedGradients,
     /// Guided Backprop (Springenberg et al. 2015).
     GuidedBackprop,
+    /// Deconvolution (Zeiler and Fergus 2014): ReLUs pass back the positive gradient.
+    Deconvolution,
     /// Grad-CAM at --layer (Selvaraju et al. 2017), [N, 1, 224, 224].
     GradCam,
     /// Guided Backprop times Grad-CAM at --layer.
@@ -54,11 +56,12 @@ pub enum MethodName {
 /// The attribution methods' names, in the order of
 /// [`attribution`]'s table (each a [`Method`] with the paper's defaults from
 /// [`by_name`]).
-pub const METHODS: [&str; 10] = [
+pub const METHODS: [&str; 11] = [
     "vanilla",
     "input-x-gradient",
     "integrated-gradients",
     "guided-backprop",
+    "deconvolution",
     "grad-cam",
     "guided-grad-cam",
     "occlusion",
@@ -69,11 +72,12 @@ pub const METHODS: [&str; 10] = [
 
 impl MethodName {
     /// Every name, the attribution methods first.
-    pub const ALL: [MethodName; 14] = [
+    pub const ALL: [MethodName; 15] = [
         MethodName::Vanilla,
         MethodName::InputXGradient,
         MethodName::IntegratedGradients,
         MethodName::GuidedBackprop,
+        MethodName::Deconvolution,
         MethodName::GradCam,
         MethodName::GuidedGradCam,
         MethodName::Occlusion,
@@ -94,6 +98,7 @@ impl MethodName {
             MethodName::InputXGradient => "input-x-gradient",
             MethodName::IntegratedGradients => "integrated-gradients",
             MethodName::GuidedBackprop => "guided-backprop",
+            MethodName::Deconvolution => "deconvolution",
             MethodName::GradCam => "grad-cam",
             MethodName::GuidedGradCam => "guided-grad-cam",
             MethodName::Occlusion => "occlusion",
@@ -147,6 +152,7 @@ impl MethodName {
                     }),
             ),
             MethodName::GuidedBackprop => Box::new(GuidedBackprop),
+            MethodName::Deconvolution => Box::new(Deconvolution),
             MethodName::GradCam => Box::new(GradCam::default().with_layer(params.layer.clone())),
             MethodName::GuidedGradCam => {
                 Box::new(GuidedGradCam::default().with_layer(params.layer.clone()))

@@ -247,6 +247,7 @@ fn every_method_writes_its_attribution() {
         ("input-x-gradient", &[][..], 3, false),
         ("integrated-gradients", &["--steps", "4"][..], 3, false),
         ("guided-backprop", &[][..], 3, false),
+        ("deconvolution", &[][..], 3, false),
         ("grad-cam", &["--layer", "features.9"][..], 1, false),
         ("guided-grad-cam", &[][..], 3, false),
         (
@@ -362,9 +363,10 @@ fn methods_on_image_files_equal_captums() {
     let b = write_png(6, "c6.png", 224, 224, "rgba");
     let weights = saliency_lab::assets::weights_path().unwrap();
     // (maps's method and flags, Captum's name in the reference script, tolerance)
-    let cases: [(&str, &[&str], &str, f64); 6] = [
+    let cases: [(&str, &[&str], &str, f64); 7] = [
         ("input-x-gradient", &[], "ixg", REL_TOL),
         ("guided-backprop", &[], "gbp", REL_TOL),
+        ("deconvolution", &[], "deconv", REL_TOL),
         ("grad-cam", &[], "gradcam", REL_TOL),
         ("guided-grad-cam", &[], "ggc", REL_TOL),
         (

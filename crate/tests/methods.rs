@@ -8,8 +8,8 @@ mod common;
 use common::{array, captum, data, max_rel_error, model, REL_TOL};
 use ndarray::{Axis, Slice};
 use saliency_lab::attribution::{
-    Baseline, GradCam, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients, Method,
-    NoiseTunnel, Occlusion, Rule, SmoothGradConfig, Vanilla,
+    Baseline, Deconvolution, GradCam, GuidedBackprop, GuidedGradCam, InputXGradient,
+    IntegratedGradients, Method, NoiseTunnel, Occlusion, Rule, SmoothGradConfig, Vanilla,
 };
 use saliency_lab::model::Numerics;
 use saliency_lab::{preprocess_batch, Model};
@@ -121,6 +121,12 @@ fn integrated_gradients_rules_and_baselines_equal_captums() {
 #[ignore = "needs the venv's Python with Captum (scripts/test runs it)"]
 fn guided_backprop_equals_captums() {
     agrees(&GuidedBackprop, "gbp", 25);
+}
+
+#[test]
+#[ignore = "needs the venv's Python with Captum (scripts/test runs it)"]
+fn deconvolution_equals_captums() {
+    agrees(&Deconvolution, "deconv", 25);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use tch::Tensor;
 
 use super::{check_input, Attributions, Method};
 use crate::error::{Error, Result};
-use crate::model::{Inspect, Network, Pass};
+use crate::model::{Inspect, Network, Pass, ReluRule};
 use crate::support::{catch_libtorch, in_chunks, target_score_sum};
 
 /// Guided Backprop (no parameters).
@@ -60,6 +60,18 @@ pub(crate) fn inspect<'a>(op: &'static str, net: &'a dyn Network) -> Result<&'a 
 /// # Errors
 /// [`Error::Torch`] if libtorch fails.
 pub fn guided_gradient(pass: Pass, score: &Tensor, input: &Tensor) -> Result<Tensor> {
+    rule_gradient(pass, score, input, &guided_relu)
+}
+
+/// The gradient of `score` (computed from `input` by a pass made with
+/// [`Pass::guided`]) with respect to `input`, with `rule` in place of every
+/// ReLU's backward pass ([`guided_relu`] is Guided Backprop's,
+/// [`deconv_relu`](super::deconv_relu) Deconvolution's), one stretch between
+/// ReLUs at a time as [`guided_gradient`] does.
+///
+/// # Errors
+/// [`Error::Torch`] if libtorch fails.
+pub fn rule_gradient(pass: Pass, score: &Tensor, input: &Tensor, rule: ReluRule) -> Result<Tensor> {
     let relus = pass.into_relus();
     let mut leaves: Vec<&Tensor> = vec![input];
     leaves.extend(relus.iter().map(|(_, leaf)| leaf));
@@ -85,7 +97,7 @@ pub fn guided_gradient(pass: Pass, score: &Tensor, input: &Tensor) -> Result<Ten
         // scalar `pre . rectified` hands `rectified` to `pre` (libtorch
         // takes no gradient for a root, and a product as the root would cost
         // two more passes over the activations: the product and its seed).
-        let rectified = guided_relu(&g, &pre.detach());
+        let rectified = rule(&g, &pre.detach());
         let root = pre.reshape([-1]).dot(&rectified.reshape([-1]));
         let below = Tensor::f_run_backward(&[root], &leaves[..=i], false, false)?;
         add(&mut grads, below);
@@ -99,28 +111,40 @@ impl Method for GuidedBackprop {
     }
 
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        const OP: &str = "guided_backprop";
-        check_input(OP, x, targets)?;
-        // By hand where the network can and the targets are its classes
-        // (else the traced pass, which says which target is wrong).
-        let by_hand = net
-            .num_classes()
-            .is_some_and(|c| targets.iter().all(|t| (0..c).contains(t)));
-        let values = in_chunks(x, targets, |x, t| {
-            if let Some(fast) = net.fast().filter(|_| by_hand) {
-                if let Some(g) = catch_libtorch(x, || fast.guided_gradient(x, t, &guided_relu))? {
-                    return Ok(g);
-                }
-            }
-            let view = inspect(OP, net)?;
-            let input = x.detach().set_requires_grad(true);
-            let mut pass = Pass::guided();
-            let logits = catch_libtorch(&input, || view.logits_traced(&input, &mut pass))?;
-            let score = target_score_sum(&logits, t, OP)?;
-            guided_gradient(pass, &score, &input)
-        })?;
-        Ok(Attributions::checked(values))
+        relu_rule_attribute("guided_backprop", net, x, targets, &guided_relu)
     }
+}
+
+/// The gradient of each image's target score with `rule` at every ReLU: by
+/// hand where the network offers it ([`FastPaths::guided_gradient`](crate::model::FastPaths::guided_gradient)),
+/// else by a pass through the network's inside ([`rule_gradient`]).
+pub(crate) fn relu_rule_attribute(
+    op: &'static str,
+    net: &dyn Network,
+    x: &Tensor,
+    targets: &[i64],
+    rule: ReluRule,
+) -> Result<Attributions> {
+    check_input(op, x, targets)?;
+    // By hand where the network can and the targets are its classes
+    // (else the traced pass, which says which target is wrong).
+    let by_hand = net
+        .num_classes()
+        .is_some_and(|c| targets.iter().all(|t| (0..c).contains(t)));
+    let values = in_chunks(x, targets, |x, t| {
+        if let Some(fast) = net.fast().filter(|_| by_hand) {
+            if let Some(g) = catch_libtorch(x, || fast.guided_gradient(x, t, rule))? {
+                return Ok(g);
+            }
+        }
+        let view = inspect(op, net)?;
+        let input = x.detach().set_requires_grad(true);
+        let mut pass = Pass::guided();
+        let logits = catch_libtorch(&input, || view.logits_traced(&input, &mut pass))?;
+        let score = target_score_sum(&logits, t, op)?;
+        rule_gradient(pass, &score, &input, rule)
+    })?;
+    Ok(Attributions::checked(values))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! | Input x Gradient | [`InputXGradient`] | Shrikumar et al. 2016, "Not Just a Black Box" | `InputXGradient` |
 //! | Integrated Gradients | [`IntegratedGradients`] | Sundararajan et al. 2017, "Axiomatic Attribution for Deep Networks" | `IntegratedGradients` |
 //! | Guided Backprop | [`GuidedBackprop`] | Springenberg et al. 2015, "Striving for Simplicity" | `GuidedBackprop` |
+//! | Deconvolution | [`Deconvolution`] | Zeiler and Fergus 2014, "Visualizing and Understanding Convolutional Networks" | `Deconvolution` |
 //! | Grad-CAM | [`GradCam`] | Selvaraju et al. 2017, "Grad-CAM" | `LayerGradCam` + `LayerAttribution.interpolate` |
 //! | Guided Grad-CAM | [`GuidedGradCam`] | Selvaraju et al. 2017 | `GuidedGradCam` |
 //! | Occlusion | [`Occlusion`] | Zeiler and Fergus 2014, "Visualizing and Understanding Convolutional Networks" | `Occlusion` |
@@ -26,6 +27,7 @@
 //! name.
 
 pub mod blur_average;
+pub mod deconvolution;
 pub mod grad_cam;
 pub mod guided_backprop;
 pub mod input_x_gradient;
@@ -39,6 +41,7 @@ pub mod summary;
 pub mod vanilla;
 
 pub use blur_average::{blur_average, BlurAverage, LAB_SIGMAS};
+pub use deconvolution::{deconv_relu, Deconvolution};
 pub use grad_cam::{GradCam, GuidedGradCam};
 pub use guided_backprop::GuidedBackprop;
 pub use input_x_gradient::InputXGradient;
