@@ -1,8 +1,9 @@
 # nbgrader configuration for the saliency lab's Rust (evcxr) notebooks.
 #
 # Copy this file into your nbgrader course directory (or pass it with
-# --config). The homework's solution notebook, notebooks/homework_smoothgrad.ipynb,
-# goes to source/smoothgrad/; `nbgrader generate_assignment smoothgrad` then
+# --config). A homework's solution notebook (notebooks/homework_smoothgrad.ipynb,
+# homework_deletion.ipynb, homework_fooling.ipynb) goes to source/ASSIGNMENT/,
+# e.g. source/smoothgrad/; `nbgrader generate_assignment smoothgrad` then
 # makes the same student version as scripts/make_student.py, and
 # `nbgrader autograde smoothgrad` grades each submission as scripts/grade.py
 # does: in a sandbox of its own, with each test's verdict decided by the

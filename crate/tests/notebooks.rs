@@ -726,15 +726,9 @@ fn nbgrader_generates_the_same_student_version_and_autogrades() {
     let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
     let course = tmp("nbgrader-course");
     let root = repo_root();
-    std::fs::create_dir_all(course.join("source/smoothgrad")).unwrap();
     std::fs::copy(
         root.join("scripts/nbgrader_config.py"),
         course.join("nbgrader_config.py"),
-    )
-    .unwrap();
-    std::fs::copy(
-        root.join("notebooks/homework_smoothgrad.ipynb"),
-        course.join("source/smoothgrad/homework_smoothgrad.ipynb"),
     )
     .unwrap();
     let nbgrader = python().with_file_name("nbgrader");
@@ -745,39 +739,70 @@ fn nbgrader_generates_the_same_student_version_and_autogrades() {
             .env("SALIENCY_LAB_ROOT", &root);
         run(c)
     };
-    cmd(&["generate_assignment", "smoothgrad", "--force"]);
-    let release: serde_like::Notebook =
-        serde_like::read(&course.join("release/smoothgrad/homework_smoothgrad.ipynb"));
-    let ours: serde_like::Notebook =
-        serde_like::read(&root.join("notebooks/homework_smoothgrad_student.ipynb"));
-    assert_eq!(
-        release.sources, ours.sources,
-        "nbgrader's release differs from scripts/make_student.py's"
-    );
-
-    // Two honest submissions, and a hostile one that forges every verdict
-    // and value after the tests ran (its own answer earns 2): under nbgrader
-    // too, a test passes only on the grader's verdict.
-    let students = [
-        ("alice", "correct", "7.0"),
-        ("carol", "batch_range", "6.0"),
-        ("eve", "hostile_forge_after", "2.0"),
+    // (assignment, its solution notebook, its kept submissions' folder,
+    // (student, kept submission, the score it should get))
+    type Students = [(&'static str, &'static str, &'static str)];
+    let assignments: [(&str, &str, &str, &Students); 2] = [
+        // Two honest submissions, and a hostile one that forges every
+        // verdict and value after the tests ran (its own answer earns 2):
+        // under nbgrader too, a test passes only on the grader's verdict.
+        (
+            "smoothgrad",
+            "homework_smoothgrad",
+            "submissions",
+            &[
+                ("alice", "correct", "7.0"),
+                ("carol", "batch_range", "6.0"),
+                ("eve", "hostile_forge_after", "2.0"),
+            ],
+        ),
+        // The network-visualisation homework: its checks run in the
+        // grader's kernel with the grader's own model under nbgrader too.
+        (
+            "fooling",
+            "homework_fooling",
+            "submissions_fooling",
+            &[("dave", "correct", "7.0"), ("frank", "descent", "3.0")],
+        ),
     ];
-    for (student, file, _) in students {
-        let d = course.join("submitted").join(student).join("smoothgrad");
-        std::fs::create_dir_all(&d).unwrap();
+    for (assignment, notebook, kept, students) in assignments {
+        let source = course.join("source").join(assignment);
+        std::fs::create_dir_all(&source).unwrap();
         std::fs::copy(
-            root.join(format!("crate/tests/submissions/{file}.ipynb")),
-            d.join("homework_smoothgrad.ipynb"),
+            root.join(format!("notebooks/{notebook}.ipynb")),
+            source.join(format!("{notebook}.ipynb")),
         )
         .unwrap();
+        cmd(&["generate_assignment", assignment, "--force"]);
+        let release: serde_like::Notebook =
+            serde_like::read(&course.join(format!("release/{assignment}/{notebook}.ipynb")));
+        let ours: serde_like::Notebook =
+            serde_like::read(&root.join(format!("notebooks/{notebook}_student.ipynb")));
+        assert_eq!(
+            release.sources, ours.sources,
+            "{assignment}: nbgrader's release differs from scripts/make_student.py's"
+        );
+        for (student, file, _) in students {
+            let d = course.join("submitted").join(student).join(assignment);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(
+                root.join(format!("crate/tests/{kept}/{file}.ipynb")),
+                d.join(format!("{notebook}.ipynb")),
+            )
+            .unwrap();
+        }
+        cmd(&["autograde", assignment, "--create", "--force"]);
     }
-    cmd(&["autograde", "smoothgrad", "--create", "--force"]);
     cmd(&["export", "--to", "grades.csv"]);
     let rows = read_csv(&course.join("grades.csv"));
-    let score = |s: &str| rows.iter().find(|r| r["student_id"] == s).unwrap()["score"].clone();
-    for (student, file, want) in students {
-        assert_eq!(score(student), want, "{student} ({file})");
+    for (assignment, _, _, students) in assignments {
+        for (student, file, want) in students {
+            let row = rows
+                .iter()
+                .find(|r| r["student_id"] == *student && r["assignment"] == assignment)
+                .unwrap_or_else(|| panic!("no row for {student} in {assignment}: {rows:?}"));
+            assert_eq!(row["score"], *want, "{assignment}: {student} ({file})");
+        }
     }
 }
 
