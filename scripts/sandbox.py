@@ -74,8 +74,8 @@ BASE_UID = 60000
 # its kernel's start (sandbox_worker.START_LIMIT) and stop.
 BACKSTOP = 360
 # Python packages of the venv a sandbox does not see: other libraries' own
-# answers to the homework (Captum's NoiseTunnel, Quantus' metrics).
-MASKED_PACKAGES = ["captum", "quantus"]
+# answers to the homework (Captum's NoiseTunnel, Quantus' metrics, Zennit's LRP).
+MASKED_PACKAGES = ["captum", "quantus", "zennit"]
 # The grading build folder's recipe (a change makes it again).
 CACHE_FORMAT = "without the crate's and the cells' artifacts, checked; the withheld cfgs allowed"
 

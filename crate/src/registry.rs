@@ -4,14 +4,15 @@
 //!
 //! | name | what it builds |
 //! | --- | --- |
-//! | `vanilla`, `input-x-gradient`, `integrated-gradients`, `guided-backprop`, `deconvolution`, `grad-cam`, `guided-grad-cam`, `occlusion` | that [`Method`] |
+//! | `vanilla`, `input-x-gradient`, `integrated-gradients`, `guided-backprop`, `deconvolution`, `grad-cam`, `guided-grad-cam`, `occlusion`, `deeplift`, `deeplift-shap`, `gradient-shap`, `lrp` | that [`Method`] |
 //! | `smoothgrad`, `smoothgrad-sq`, `vargrad` | the [`NoiseTunnel`](crate::attribution::NoiseTunnel) over the vanilla gradient, with that estimator (the `noise-tunnel` feature) |
 //! | `blur-average` | the lab's blur average (not a [`Method`]: [`Built::BlurAverage`]) |
 //! | `random`, `centre`, `edges` | the controls of [`crate::evaluation`], which do not look at the model |
 
 use crate::attribution::{
-    self, Baseline, Deconvolution, GradCam, GuidedBackprop, GuidedGradCam, InputXGradient,
-    IntegratedGradients, Method, Occlusion, Rule, Vanilla,
+    self, Baseline, Deconvolution, DeepLift, DeepLiftShap, GradCam, GradientShap, GuidedBackprop,
+    GuidedGradCam, InputXGradient, IntegratedGradients, Lrp, LrpRule, Method, Occlusion, Rule,
+    Vanilla,
 };
 use crate::error::{Error, Result};
 use crate::evaluation::{CentreGaussian, Edges, RandomMap};
@@ -36,6 +37,16 @@ pub enum MethodName {
     GuidedGradCam,
     /// Occlusion (Zeiler and Fergus 2014): --window, --stride, --occlusion-baseline.
     Occlusion,
+    /// DeepLift, the Rescale rule (Shrikumar et al. 2017): --baseline.
+    #[cfg_attr(feature = "cli", value(name = "deeplift"))]
+    DeepLift,
+    /// DeepLift averaged over the baselines zeros, black and the image blurred (DeepLiftShap).
+    #[cfg_attr(feature = "cli", value(name = "deeplift-shap"))]
+    DeepLiftShap,
+    /// GradientShap (Lundberg and Lee 2017) over those baselines: --samples, --stdev, --seed.
+    GradientShap,
+    /// Layer-wise Relevance Propagation (Bach et al. 2015): --rule, --epsilon, --gamma.
+    Lrp,
     /// The mean gradient over noisy copies (Smilkov et al. 2017).
     Smoothgrad,
     /// The mean squared gradient over noisy copies (SG-SQ).
@@ -56,7 +67,7 @@ pub enum MethodName {
 /// The attribution methods' names, in the order of
 /// [`attribution`]'s table (each a [`Method`] with the paper's defaults from
 /// [`by_name`]).
-pub const METHODS: [&str; 11] = [
+pub const METHODS: [&str; 15] = [
     "vanilla",
     "input-x-gradient",
     "integrated-gradients",
@@ -65,6 +76,10 @@ pub const METHODS: [&str; 11] = [
     "grad-cam",
     "guided-grad-cam",
     "occlusion",
+    "deeplift",
+    "deeplift-shap",
+    "gradient-shap",
+    "lrp",
     "smoothgrad",
     "smoothgrad-sq",
     "vargrad",
@@ -72,7 +87,7 @@ pub const METHODS: [&str; 11] = [
 
 impl MethodName {
     /// Every name, the attribution methods first.
-    pub const ALL: [MethodName; 15] = [
+    pub const ALL: [MethodName; 19] = [
         MethodName::Vanilla,
         MethodName::InputXGradient,
         MethodName::IntegratedGradients,
@@ -81,6 +96,10 @@ impl MethodName {
         MethodName::GradCam,
         MethodName::GuidedGradCam,
         MethodName::Occlusion,
+        MethodName::DeepLift,
+        MethodName::DeepLiftShap,
+        MethodName::GradientShap,
+        MethodName::Lrp,
         MethodName::Smoothgrad,
         MethodName::SmoothgradSq,
         MethodName::Vargrad,
@@ -102,6 +121,10 @@ impl MethodName {
             MethodName::GradCam => "grad-cam",
             MethodName::GuidedGradCam => "guided-grad-cam",
             MethodName::Occlusion => "occlusion",
+            MethodName::DeepLift => "deeplift",
+            MethodName::DeepLiftShap => "deeplift-shap",
+            MethodName::GradientShap => "gradient-shap",
+            MethodName::Lrp => "lrp",
             MethodName::Smoothgrad => "smoothgrad",
             MethodName::SmoothgradSq => "smoothgrad-sq",
             MethodName::Vargrad => "vargrad",
@@ -145,11 +168,7 @@ impl MethodName {
                     .with_steps(params.steps)
                     .with_batch_size(params.batch)
                     .with_rule(params.ig_rule)
-                    .with_baseline(match params.baseline {
-                        BaselineChoice::Zeros => Baseline::Zeros,
-                        BaselineChoice::Black => Baseline::Black,
-                        BaselineChoice::Blur => Baseline::Blur(params.blur_sigma),
-                    }),
+                    .with_baseline(params.baseline()),
             ),
             MethodName::GuidedBackprop => Box::new(GuidedBackprop),
             MethodName::Deconvolution => Box::new(Deconvolution),
@@ -163,6 +182,20 @@ impl MethodName {
                     .with_stride(params.stride)
                     .with_baseline(params.occlusion_baseline)
                     .with_batch_size(params.batch),
+            ),
+            MethodName::DeepLift => Box::new(DeepLift::default().with_baseline(params.baseline())),
+            MethodName::DeepLiftShap => Box::new(DeepLiftShap::default()),
+            MethodName::GradientShap => Box::new(
+                GradientShap::new()
+                    .with_samples(params.samples)
+                    .with_stdev(params.stdev)
+                    .with_seed(params.seed)
+                    .with_batch_size(params.batch),
+            ),
+            MethodName::Lrp => Box::new(
+                Lrp::new(params.rule)
+                    .with_epsilon(params.epsilon)
+                    .with_gamma(params.gamma),
             ),
             MethodName::Smoothgrad | MethodName::SmoothgradSq | MethodName::Vargrad => {
                 self.tunnel(params)?
@@ -210,7 +243,7 @@ pub enum Built {
     BlurAverage,
 }
 
-/// Where Integrated Gradients' path starts.
+/// Where Integrated Gradients' path starts (DeepLift's reference).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum BaselineChoice {
@@ -228,7 +261,7 @@ pub enum BaselineChoice {
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Params {
-    /// Noisy samples per image (SmoothGrad family, --tunnel).
+    /// Noisy samples per image (SmoothGrad family, --tunnel, gradient-shap).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = Params::default().samples))]
     pub samples: usize,
     /// Noise standard deviation as a fraction of each image's range.
@@ -244,7 +277,7 @@ pub struct Params {
     /// Integrated Gradients: steps along the path.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = Params::default().steps))]
     pub steps: usize,
-    /// Integrated Gradients: where the path starts.
+    /// Integrated Gradients, DeepLift: where the path starts (the reference input).
     #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = Params::default().baseline))]
     pub baseline: BaselineChoice,
     /// Integrated Gradients: the blur of `--baseline blur`, in pixels.
@@ -265,12 +298,25 @@ pub struct Params {
     /// Occlusion: the value of occluded pixels (preprocessed units; 0 is the mean colour).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = Params::default().occlusion_baseline))]
     pub occlusion_baseline: f64,
+    /// GradientShap: the noise's standard deviation (preprocessed units; Captum's `stdevs`).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = Params::default().stdev))]
+    pub stdev: f64,
+    /// LRP: the rule, or Zennit's composite of that name.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = Params::default().rule))]
+    pub rule: LrpRule,
+    /// LRP: the epsilon rule's epsilon.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = Params::default().epsilon))]
+    pub epsilon: f64,
+    /// LRP: the gamma rule's gamma.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = Params::default().gamma))]
+    pub gamma: f64,
 }
 
 impl Default for Params {
     fn default() -> Self {
         let ig = IntegratedGradients::default();
         let occlusion = Occlusion::default();
+        let lrp = Lrp::default();
         Params {
             samples: 50,
             noise: 0.15,
@@ -284,11 +330,25 @@ impl Default for Params {
             window: occlusion.window,
             stride: occlusion.stride,
             occlusion_baseline: occlusion.baseline,
+            stdev: 0.0,
+            rule: LrpRule::default(),
+            epsilon: lrp.epsilon,
+            gamma: lrp.gamma,
         }
     }
 }
 
 impl Params {
+    /// Integrated Gradients' and DeepLift's baseline from these parameters.
+    #[must_use]
+    pub fn baseline(&self) -> Baseline {
+        match self.baseline {
+            BaselineChoice::Zeros => Baseline::Zeros,
+            BaselineChoice::Black => Baseline::Black,
+            BaselineChoice::Blur => Baseline::Blur(self.blur_sigma),
+        }
+    }
+
     /// The noise tunnel's config from these parameters.
     #[cfg(feature = "noise-tunnel")]
     #[must_use]

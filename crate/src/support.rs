@@ -232,13 +232,28 @@ pub(crate) fn in_chunks(
     targets: &[i64],
     mut f: impl FnMut(&Tensor, &[i64]) -> Result<Tensor>,
 ) -> Result<Tensor> {
+    in_indexed_chunks(x, targets, |x, _, t| f(x, t))
+}
+
+/// [`in_chunks`], `f` also given the chunk's images' indices in `x`.
+pub(crate) fn in_indexed_chunks(
+    x: &Tensor,
+    targets: &[i64],
+    mut f: impl FnMut(&Tensor, std::ops::Range<usize>, &[i64]) -> Result<Tensor>,
+) -> Result<Tensor> {
     let n = x.size()[0];
     if x.device() != Device::Cpu || n <= CPU_CHUNK {
-        return f(x, targets);
+        return f(x, 0..n as usize, targets);
     }
     let parts = chunk_ranges(n as usize, CPU_CHUNK as usize)
         .into_iter()
-        .map(|r| f(&x.narrow(0, r.start as i64, r.len() as i64), &targets[r]))
+        .map(|r| {
+            f(
+                &x.narrow(0, r.start as i64, r.len() as i64),
+                r.clone(),
+                &targets[r],
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Tensor::cat(&parts, 0))
 }

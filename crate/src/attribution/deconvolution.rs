@@ -12,9 +12,10 @@
 
 use tch::Tensor;
 
-use super::guided_backprop::relu_rule_attribute;
+use super::propagation::{as_it_is, attribute_with_rules, the_relevance};
 use super::{Attributions, Method};
 use crate::error::Result;
+use crate::model::rules::ReluRules;
 use crate::model::Network;
 
 /// Deconvolution (no parameters).
@@ -33,14 +34,23 @@ impl Method for Deconvolution {
     }
 
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        relu_rule_attribute("deconvolution", net, x, targets, &deconv_relu)
+        let rules = ReluRules(&deconv_relu);
+        attribute_with_rules(
+            "deconvolution",
+            net,
+            x,
+            targets,
+            &rules,
+            &as_it_is,
+            &the_relevance,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attribution::guided_backprop::rule_gradient;
+    use crate::attribution::propagation::propagate;
     use crate::model::{Model, Numerics, Pass, SqueezeNet11};
     use tch::{nn, Device, Kind};
 
@@ -53,7 +63,7 @@ mod tests {
         let w = Tensor::from_slice(&[1.0f32, 1.0, -1.0]);
         let mut pass = Pass::guided();
         let score = (pass.relu(&(&x * 1.0)) * &w).sum(Kind::Float);
-        let g = rule_gradient(pass, &score, &x, &deconv_relu).unwrap();
+        let g = propagate(pass, &score, &x, &ReluRules(&deconv_relu)).unwrap();
         assert_eq!(Vec::<f32>::try_from(g).unwrap(), [1.0, 1.0, 0.0]);
     }
 

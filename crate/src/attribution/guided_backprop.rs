@@ -9,18 +9,19 @@
 //! looked inside ([`Network::inspect`]: SqueezeNet from
 //! [`squeezenet1_1`](crate::squeezenet1_1), networks built from the crate's
 //! [`layers`](crate::model::layers)), not on an opaque tch module. A network
-//! that computes it by hand ([`FastPaths::guided_gradient`](crate::model::FastPaths::guided_gradient):
+//! that computes it by hand ([`FastPaths::propagate`](crate::model::FastPaths::propagate):
 //! SqueezeNet with [`Numerics::Fast`](crate::model::Numerics::Fast)) does so
 //! with this module's rule, [`guided_relu`]; any other goes through a guided
 //! [`Pass`], one stretch of autograd's backward pass between ReLUs at a time
-//! ([`guided_gradient`]).
+//! ([`guided_gradient`], [`propagate`]).
 
 use tch::Tensor;
 
-use super::{check_input, Attributions, Method};
+use super::propagation::{as_it_is, attribute_with_rules, propagate, the_relevance};
+use super::{Attributions, Method};
 use crate::error::{Error, Result};
-use crate::model::{Inspect, Network, Pass, ReluRule};
-use crate::support::{catch_libtorch, in_chunks, target_score_sum};
+use crate::model::rules::ReluRules;
+use crate::model::{Inspect, Network, Pass};
 
 /// Guided Backprop (no parameters).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,58 +52,14 @@ pub(crate) fn inspect<'a>(op: &'static str, net: &'a dyn Network) -> Result<&'a 
 
 /// The gradient of `score`, a scalar computed from `input` (a tensor that
 /// records gradients) by a pass made with [`Pass::guided`], with respect to
-/// `input`, by Guided Backprop's rule ([`guided_relu`]) at every ReLU.
-///
-/// The backward pass runs one stretch between ReLUs at a time, from the last
-/// ReLU to the first, so each rectified gradient is complete (every later
-/// use of that ReLU's output has given its part) before it goes on.
+/// `input`, by Guided Backprop's rule ([`guided_relu`]) at every ReLU
+/// ([`propagate`]: from the last ReLU to the first, so each rectified
+/// gradient is complete before it goes on).
 ///
 /// # Errors
 /// [`Error::Torch`] if libtorch fails.
 pub fn guided_gradient(pass: Pass, score: &Tensor, input: &Tensor) -> Result<Tensor> {
-    rule_gradient(pass, score, input, &guided_relu)
-}
-
-/// The gradient of `score` (computed from `input` by a pass made with
-/// [`Pass::guided`]) with respect to `input`, with `rule` in place of every
-/// ReLU's backward pass ([`guided_relu`] is Guided Backprop's,
-/// [`deconv_relu`](super::deconv_relu) Deconvolution's), one stretch between
-/// ReLUs at a time as [`guided_gradient`] does.
-///
-/// # Errors
-/// [`Error::Torch`] if libtorch fails.
-pub fn rule_gradient(pass: Pass, score: &Tensor, input: &Tensor, rule: ReluRule) -> Result<Tensor> {
-    let relus = pass.into_relus();
-    let mut leaves: Vec<&Tensor> = vec![input];
-    leaves.extend(relus.iter().map(|(_, leaf)| leaf));
-    let mut grads: Vec<Option<Tensor>> = (0..leaves.len()).map(|_| None).collect();
-    let add = |grads: &mut Vec<Option<Tensor>>, new: Vec<Tensor>| {
-        for (slot, g) in grads.iter_mut().zip(new) {
-            if g.defined() {
-                *slot = Some(match slot.take() {
-                    Some(acc) => acc + g,
-                    None => g,
-                });
-            }
-        }
-    };
-    let top = Tensor::f_run_backward(&[score], &leaves, false, false)?;
-    add(&mut grads, top);
-    for i in (0..relus.len()).rev() {
-        let Some(g) = grads[i + 1].take() else {
-            continue;
-        };
-        let pre = &relus[i].0;
-        // The rule's gradient at the ReLU's input; the backward pass of the
-        // scalar `pre . rectified` hands `rectified` to `pre` (libtorch
-        // takes no gradient for a root, and a product as the root would cost
-        // two more passes over the activations: the product and its seed).
-        let rectified = rule(&g, &pre.detach());
-        let root = pre.reshape([-1]).dot(&rectified.reshape([-1]));
-        let below = Tensor::f_run_backward(&[root], &leaves[..=i], false, false)?;
-        add(&mut grads, below);
-    }
-    Ok(grads[0].take().unwrap_or_else(|| input.zeros_like()))
+    propagate(pass, score, input, &ReluRules(&guided_relu))
 }
 
 impl Method for GuidedBackprop {
@@ -111,40 +68,17 @@ impl Method for GuidedBackprop {
     }
 
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        relu_rule_attribute("guided_backprop", net, x, targets, &guided_relu)
+        let rules = ReluRules(&guided_relu);
+        attribute_with_rules(
+            "guided_backprop",
+            net,
+            x,
+            targets,
+            &rules,
+            &as_it_is,
+            &the_relevance,
+        )
     }
-}
-
-/// The gradient of each image's target score with `rule` at every ReLU: by
-/// hand where the network offers it ([`FastPaths::guided_gradient`](crate::model::FastPaths::guided_gradient)),
-/// else by a pass through the network's inside ([`rule_gradient`]).
-pub(crate) fn relu_rule_attribute(
-    op: &'static str,
-    net: &dyn Network,
-    x: &Tensor,
-    targets: &[i64],
-    rule: ReluRule,
-) -> Result<Attributions> {
-    check_input(op, x, targets)?;
-    // By hand where the network can and the targets are its classes
-    // (else the traced pass, which says which target is wrong).
-    let by_hand = net
-        .num_classes()
-        .is_some_and(|c| targets.iter().all(|t| (0..c).contains(t)));
-    let values = in_chunks(x, targets, |x, t| {
-        if let Some(fast) = net.fast().filter(|_| by_hand) {
-            if let Some(g) = catch_libtorch(x, || fast.guided_gradient(x, t, rule))? {
-                return Ok(g);
-            }
-        }
-        let view = inspect(op, net)?;
-        let input = x.detach().set_requires_grad(true);
-        let mut pass = Pass::guided();
-        let logits = catch_libtorch(&input, || view.logits_traced(&input, &mut pass))?;
-        let score = target_score_sum(&logits, t, op)?;
-        rule_gradient(pass, &score, &input, rule)
-    })?;
-    Ok(Attributions::checked(values))
 }
 
 #[cfg(test)]

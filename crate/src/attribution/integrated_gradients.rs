@@ -130,8 +130,9 @@ fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
     (x, w)
 }
 
-/// Where the path starts.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// Where the path starts (Integrated Gradients), the reference input
+/// (DeepLift).
+#[derive(Debug, Default)]
 pub enum Baseline {
     /// Zeros of the preprocessed tensor: the dataset's mean colour (Captum's
     /// default).
@@ -146,17 +147,60 @@ pub enum Baseline {
     /// (Sturmfels, Lundberg and Lee, "Visualizing the Impact of Feature
     /// Attribution Baselines", Distill 2020).
     Blur(f64),
+    /// A tensor of your own, preprocessed: `[N, C, H, W]` (one per image) or
+    /// `[1, C, H, W]`, `[C, H, W]` (the same for every image).
+    Given(Tensor),
+}
+
+impl Clone for Baseline {
+    fn clone(&self) -> Self {
+        match self {
+            Baseline::Zeros => Baseline::Zeros,
+            Baseline::Black => Baseline::Black,
+            Baseline::Blur(s) => Baseline::Blur(*s),
+            Baseline::Given(t) => Baseline::Given(t.shallow_clone()),
+        }
+    }
+}
+
+impl PartialEq for Baseline {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Baseline::Zeros, Baseline::Zeros) | (Baseline::Black, Baseline::Black) => true,
+            (Baseline::Blur(a), Baseline::Blur(b)) => a == b,
+            (Baseline::Given(a), Baseline::Given(b)) => a.size() == b.size() && a.equal(b),
+            _ => false,
+        }
+    }
 }
 
 impl Baseline {
+    /// Checks the baseline's parameter: a blur's sigma positive and finite,
+    /// a tensor's values finite.
+    ///
+    /// # Errors
+    /// [`Error::Parameter`] naming `op` and what is wrong.
+    pub fn validate(&self, op: &'static str) -> Result<()> {
+        match self {
+            Baseline::Blur(sigma) if !(sigma.is_finite() && *sigma > 0.0) => Err(Error::parameter(
+                op,
+                "baseline blur sigma",
+                sigma,
+                "must be positive and finite",
+            )),
+            Baseline::Given(t) => crate::support::check_finite(op, t),
+            _ => Ok(()),
+        }
+    }
+
     /// The baseline for a preprocessed batch `x` `[N, C, H, W]`.
     ///
     /// # Errors
     /// [`Error::Shape`] for [`Baseline::Black`] on an input without three
-    /// channels, [`Error::Parameter`] for a blur sigma that is not positive
-    /// and finite.
-    pub fn of(self, x: &Tensor) -> Result<Tensor> {
-        match self {
+    /// channels or a tensor that is not the input's shape, [`Error::Parameter`]
+    /// for a blur sigma that is not positive and finite.
+    pub fn of(&self, x: &Tensor) -> Result<Tensor> {
+        match *self {
             Baseline::Zeros => Ok(x.zeros_like()),
             Baseline::Black => {
                 if x.size()[1] != 3 {
@@ -178,6 +222,27 @@ impl Baseline {
                     .contiguous())
             }
             Baseline::Blur(sigma) => blur_batch(x, sigma),
+            Baseline::Given(ref t) => {
+                let (ts, xs) = (t.size(), x.size());
+                let one = if ts.len() + 1 == xs.len() {
+                    t.unsqueeze(0)
+                } else {
+                    t.shallow_clone()
+                };
+                let os = one.size();
+                if os.len() != xs.len() || os[1..] != xs[1..] || !(os[0] == 1 || os[0] == xs[0]) {
+                    return Err(Error::shape(
+                        "Baseline::Given",
+                        format!("{xs:?}, [1, ...] or {:?} (the input's shape)", &xs[1..]),
+                        format!("{ts:?}"),
+                    ));
+                }
+                Ok(one
+                    .to_device(x.device())
+                    .to_kind(x.kind())
+                    .expand_as(x)
+                    .contiguous())
+            }
         }
     }
 }
@@ -264,17 +329,7 @@ impl Method for IntegratedGradients {
                 "must be at least 1",
             ));
         }
-        if let Baseline::Blur(sigma) = self.baseline {
-            if !(sigma.is_finite() && sigma > 0.0) {
-                return Err(Error::parameter(
-                    "IntegratedGradients",
-                    "baseline blur sigma",
-                    sigma,
-                    "must be positive and finite",
-                ));
-            }
-        }
-        Ok(())
+        self.baseline.validate("IntegratedGradients")
     }
 
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {

@@ -28,24 +28,31 @@
 
 pub mod blur_average;
 pub mod deconvolution;
+pub mod deeplift;
 pub mod grad_cam;
+pub mod gradient_shap;
 pub mod guided_backprop;
 pub mod input_x_gradient;
 pub mod integrated_gradients;
+pub mod lrp;
 #[cfg(feature = "noise-tunnel")]
 pub mod noise;
 #[cfg(feature = "noise-tunnel")]
 pub mod noise_tunnel;
 pub mod occlusion;
+pub mod propagation;
 pub mod summary;
 pub mod vanilla;
 
 pub use blur_average::{blur_average, BlurAverage, LAB_SIGMAS};
 pub use deconvolution::{deconv_relu, Deconvolution};
+pub use deeplift::{completeness_delta, DeepLift, DeepLiftShap, PoolingRule};
 pub use grad_cam::{GradCam, GuidedGradCam};
+pub use gradient_shap::{Draws, GradientShap};
 pub use guided_backprop::GuidedBackprop;
 pub use input_x_gradient::InputXGradient;
 pub use integrated_gradients::{Baseline, IntegratedGradients, Rule};
+pub use lrp::{Lrp, LrpRule};
 #[cfg(feature = "noise-tunnel")]
 pub use noise::{NoiseGenerator, NoiseSamples};
 #[cfg(feature = "noise-tunnel")]

@@ -1,15 +1,20 @@
 //! The crate's layers: networks built from them can be looked inside, as
-//! Guided Backprop (Springenberg et al. 2015) and Grad-CAM (Selvaraju et al.
-//! 2017) need, where a tch module is opaque.
+//! Guided Backprop (Springenberg et al. 2015), Grad-CAM (Selvaraju et al.
+//! 2017) and the propagation rules (DeepLift, LRP) need, where a tch module
+//! is opaque.
 //!
 //! A [`Layer`] runs its forward pass through a [`Pass`], which sees every
-//! ReLU ([`Pass::relu`]) and the output of every named layer
-//! ([`Pass::layer`]). An ordinary pass ([`Pass::new`]) changes nothing; a
-//! guided pass ([`Pass::guided`]) records the ReLUs so that Guided Backprop
-//! ([`crate::attribution::guided_backprop`]) can backpropagate through them
-//! with its rule; a capturing pass ([`Pass::capture`]) makes a layer's output a leaf of
-//! the autograd graph, so that the gradient with respect to it can be asked
-//! for (Grad-CAM).
+//! convolution, fully connected layer, ReLU, max-pooling and global average
+//! pooling ([`Pass::conv2d`], [`Pass::linear`], [`Pass::relu`],
+//! [`Pass::max_pool2d`], [`Pass::global_avg_pool`]) and the output of every
+//! named layer ([`Pass::layer`]). An ordinary pass ([`Pass::new`]) changes
+//! nothing; an intercepting pass ([`Pass::intercepting`]; [`Pass::guided`]
+//! for ReLUs) records the operations of the kinds it is given, each
+//! output a new leaf of the autograd graph, so that a propagation method can
+//! go back through them with its own rules
+//! ([`crate::attribution::propagation`]); a capturing pass
+//! ([`Pass::capture`]) makes a layer's output a leaf of the autograd graph,
+//! so that the gradient with respect to it can be asked for (Grad-CAM).
 //!
 //! Layers: [`Sequential`] (named children, torchvision's naming), [`Conv2d`],
 //! [`Linear`], [`Relu`], [`MaxPool2d`], [`GlobalAvgPool`], [`Flatten`],
@@ -21,18 +26,28 @@
 use tch::nn;
 use tch::Tensor;
 
+use super::rules::{ConvParams, Op, OpKind, Recorded};
 use crate::error::{Error, Result};
 
-/// What a forward pass does at ReLUs and named layers (see the module's
-/// documentation).
+/// What a forward pass does at the operations it sees and at named layers
+/// (see the module's documentation).
 #[derive(Debug, Default)]
 pub struct Pass {
-    guided: bool,
+    intercept: Vec<OpKind>,
     capture: Option<String>,
     captured: Option<Tensor>,
-    /// The guided ReLUs seen so far: (pre-activation, the leaf standing for
-    /// the activation).
-    relus: Vec<(Tensor, Tensor)>,
+    /// The intercepted operations so far, in order.
+    ops: Vec<Traced>,
+}
+
+/// An operation an intercepting pass met: its record for the rules, its
+/// input as the autograd graph has it, and the leaf that stands for its
+/// output.
+#[derive(Debug)]
+pub(crate) struct Traced {
+    pub(crate) record: Recorded,
+    pub(crate) input: Tensor,
+    pub(crate) leaf: Tensor,
 }
 
 impl Pass {
@@ -42,11 +57,20 @@ impl Pass {
         Pass::default()
     }
 
-    /// A pass that records the ReLUs, for Guided Backprop.
+    /// A pass that records the ReLUs, for Guided Backprop and
+    /// Deconvolution.
     #[must_use]
     pub fn guided() -> Self {
+        Pass::intercepting(&[OpKind::Relu])
+    }
+
+    /// A pass that records every operation of the given kinds (on a path
+    /// from an input that records gradients), each output a new leaf of the
+    /// autograd graph.
+    #[must_use]
+    pub fn intercepting(kinds: &[OpKind]) -> Self {
         Pass {
-            guided: true,
+            intercept: kinds.to_vec(),
             ..Pass::default()
         }
     }
@@ -59,17 +83,110 @@ impl Pass {
         self
     }
 
-    /// ReLU of `x`; in a guided pass, the activation is returned as a new leaf
-    /// and `x` kept, so that the backward pass can be taken one ReLU at a
-    /// time.
-    pub fn relu(&mut self, x: &Tensor) -> Tensor {
-        let y = x.relu();
-        if !self.guided || !x.requires_grad() {
-            return y;
-        }
+    fn intercepts(&self, kind: OpKind, x: &Tensor) -> bool {
+        self.intercept.contains(&kind) && x.requires_grad()
+    }
+
+    /// Records an intercepted operation: `y` its output (computed outside
+    /// autograd), returned as a new leaf.
+    fn record(&mut self, op: Op, x: &Tensor, y: Tensor) -> Tensor {
+        let weighted = |k: OpKind| matches!(k, OpKind::Conv | OpKind::Linear);
+        let first = weighted(op.kind()) && !self.ops.iter().any(|t| weighted(t.record.op.kind()));
         let leaf = y.detach().set_requires_grad(true);
-        self.relus.push((x.shallow_clone(), leaf.shallow_clone()));
+        self.ops.push(Traced {
+            record: Recorded {
+                op,
+                input: x.detach(),
+                output: y.detach(),
+                first,
+            },
+            input: x.shallow_clone(),
+            leaf: leaf.shallow_clone(),
+        });
         leaf
+    }
+
+    /// ReLU of `x`.
+    pub fn relu(&mut self, x: &Tensor) -> Tensor {
+        if !self.intercepts(OpKind::Relu, x) {
+            return x.relu();
+        }
+        let y = x.detach().relu();
+        self.record(Op::Relu, x, y)
+    }
+
+    /// The 2-D convolution of `x` with weight `w` and bias `b` (zero
+    /// padding).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        &mut self,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+        stride: [i64; 2],
+        padding: [i64; 2],
+        dilation: [i64; 2],
+        groups: i64,
+    ) -> Tensor {
+        let params = ConvParams {
+            w: w.shallow_clone(),
+            b: b.map(Tensor::shallow_clone),
+            stride,
+            padding,
+            dilation,
+            groups,
+        };
+        if !self.intercepts(OpKind::Conv, x) {
+            return params.apply_with(x, w, b);
+        }
+        let y = tch::no_grad(|| {
+            params.apply_with(&x.detach(), &w.detach(), b.map(Tensor::detach).as_ref())
+        });
+        self.record(Op::Conv(params), x, y)
+    }
+
+    /// The fully connected layer `x w^T + b`.
+    pub fn linear(&mut self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+        if !self.intercepts(OpKind::Linear, x) {
+            return x.linear(w, b);
+        }
+        let y = tch::no_grad(|| {
+            x.detach()
+                .linear(&w.detach(), b.map(Tensor::detach).as_ref())
+        });
+        let op = Op::Linear {
+            w: w.detach(),
+            b: b.map(Tensor::detach),
+        };
+        self.record(op, x, y)
+    }
+
+    /// Max-pooling with square `kernel` windows, `stride`, no padding.
+    pub fn max_pool2d(&mut self, x: &Tensor, kernel: i64, stride: i64, ceil_mode: bool) -> Tensor {
+        let (k, st) = ([kernel, kernel], [stride, stride]);
+        if !self.intercepts(OpKind::MaxPool, x) {
+            return x.max_pool2d(k, st, [0, 0], [1, 1], ceil_mode);
+        }
+        let (y, indices) = tch::no_grad(|| {
+            x.detach()
+                .max_pool2d_with_indices(k, st, [0, 0], [1, 1], ceil_mode)
+        });
+        let op = Op::MaxPool {
+            kernel,
+            stride,
+            ceil_mode,
+            indices: indices.flatten(2, 3),
+        };
+        self.record(op, x, y)
+    }
+
+    /// Global average pooling to `[N, C, 1, 1]`.
+    pub fn global_avg_pool(&mut self, x: &Tensor) -> Tensor {
+        if !self.intercepts(OpKind::AvgPool, x) {
+            return x.adaptive_avg_pool2d([1, 1]);
+        }
+        let y = tch::no_grad(|| x.detach().adaptive_avg_pool2d([1, 1]));
+        self.record(Op::AvgPool, x, y)
     }
 
     /// Called with the output `y` of the layer named `name`: returns `y`,
@@ -91,10 +208,9 @@ impl Pass {
         self.captured.as_ref()
     }
 
-    /// The guided ReLUs the pass saw, in order: (input, the leaf standing
-    /// for the output).
-    pub(crate) fn into_relus(self) -> Vec<(Tensor, Tensor)> {
-        self.relus
+    /// The intercepted operations, in the order the pass met them.
+    pub(crate) fn into_ops(self) -> Vec<Traced> {
+        self.ops
     }
 }
 
@@ -167,21 +283,48 @@ impl Layer for Sequential {
 }
 
 /// A 2-D convolution (tch's `nn::Conv2D`, its variables named `weight` and
-/// `bias` under its path).
+/// `bias` under its path), with its configuration.
 #[derive(Debug)]
-pub struct Conv2d(pub nn::Conv2D);
+pub struct Conv2d {
+    conv: nn::Conv2D,
+    config: nn::ConvConfig,
+}
 
 impl Conv2d {
     /// A convolution from `c_in` to `c_out` channels with a square kernel.
     #[must_use]
     pub fn new(p: nn::Path, c_in: i64, c_out: i64, kernel: i64, config: nn::ConvConfig) -> Self {
-        Conv2d(nn::conv2d(p, c_in, c_out, kernel, config))
+        Conv2d {
+            conv: nn::conv2d(p, c_in, c_out, kernel, config),
+            config,
+        }
+    }
+
+    /// tch's convolution (its weight `ws` and bias `bs`).
+    #[must_use]
+    pub fn conv(&self) -> &nn::Conv2D {
+        &self.conv
     }
 }
 
 impl Layer for Conv2d {
-    fn forward(&self, x: &Tensor, _pass: &mut Pass, _name: &str) -> Tensor {
-        x.apply(&self.0)
+    /// tch's `Conv2D::forward` (padding modes other than zeros pad first),
+    /// through the pass.
+    fn forward(&self, x: &Tensor, pass: &mut Pass, _name: &str) -> Tensor {
+        let c = &self.config;
+        let (x, padding) = match c.padding_mode {
+            nn::PaddingMode::Zeros => (x.shallow_clone(), c.padding),
+            mode => (mode.pad(x, &[c.padding; 4]), 0),
+        };
+        pass.conv2d(
+            &x,
+            &self.conv.ws,
+            self.conv.bs.as_ref(),
+            [c.stride; 2],
+            [padding; 2],
+            [c.dilation; 2],
+            c.groups,
+        )
     }
 }
 
@@ -198,8 +341,8 @@ impl Linear {
 }
 
 impl Layer for Linear {
-    fn forward(&self, x: &Tensor, _pass: &mut Pass, _name: &str) -> Tensor {
-        x.apply(&self.0)
+    fn forward(&self, x: &Tensor, pass: &mut Pass, _name: &str) -> Tensor {
+        pass.linear(x, &self.0.ws, self.0.bs.as_ref())
     }
 }
 
@@ -225,14 +368,8 @@ pub struct MaxPool2d {
 }
 
 impl Layer for MaxPool2d {
-    fn forward(&self, x: &Tensor, _pass: &mut Pass, _name: &str) -> Tensor {
-        x.max_pool2d(
-            [self.kernel, self.kernel],
-            [self.stride, self.stride],
-            [0, 0],
-            [1, 1],
-            self.ceil_mode,
-        )
+    fn forward(&self, x: &Tensor, pass: &mut Pass, _name: &str) -> Tensor {
+        pass.max_pool2d(x, self.kernel, self.stride, self.ceil_mode)
     }
 }
 
@@ -241,8 +378,8 @@ impl Layer for MaxPool2d {
 pub struct GlobalAvgPool;
 
 impl Layer for GlobalAvgPool {
-    fn forward(&self, x: &Tensor, _pass: &mut Pass, _name: &str) -> Tensor {
-        x.adaptive_avg_pool2d([1, 1])
+    fn forward(&self, x: &Tensor, pass: &mut Pass, _name: &str) -> Tensor {
+        pass.global_avg_pool(x)
     }
 }
 

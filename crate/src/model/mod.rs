@@ -21,6 +21,7 @@ use crate::support::{catch_libtorch, check_batch, check_targets, index_tensor};
 mod fast;
 pub mod layers;
 mod network;
+pub mod rules;
 mod squeezenet;
 
 use fast::FastSqueezeNet;
@@ -28,7 +29,8 @@ pub use layers::{Layer, Pass};
 #[cfg(feature = "causal-metrics")]
 pub(crate) use network::copies_logits;
 pub(crate) use network::{copies, copies_gradient, copies_score, target_gradient};
-pub use network::{FastPaths, Inspect, Network, ReluRule};
+pub use network::{FastPaths, Inspect, Network};
+pub use rules::{OpKind, Rules};
 pub use squeezenet::{Fire, SqueezeNet11};
 
 /// Which numbers a [`Model`] computes: PyTorch's way, or the fast paths'.

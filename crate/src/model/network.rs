@@ -16,7 +16,7 @@
 //! | vanilla gradient, Input x Gradient | [`FastPaths::target_scores`] | the logits, gathered |
 //! | the noise tunnel's samples, Integrated Gradients, Occlusion | [`FastPaths::copies`], [`FastPaths::copies_score`] | the logits, one column |
 //! | deletion and insertion | [`FastPaths::copies`], [`FastPaths::copies_logits`] | the logits |
-//! | Guided Backprop | [`FastPaths::guided_gradient`], else [`Inspect`] | [`Error::Unsupported`](crate::Error::Unsupported) |
+//! | Guided Backprop, Deconvolution, DeepLift, LRP | [`FastPaths::propagate`], else [`Inspect`] | [`Error::Unsupported`](crate::Error::Unsupported) |
 //! | Grad-CAM, Guided Grad-CAM | [`Inspect`] | [`Error::Unsupported`](crate::Error::Unsupported) |
 //!
 //! `Network` is implemented for [`Model`](super::Model) (which offers what
@@ -38,6 +38,7 @@ use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
 use super::layers::Pass;
+use super::rules::Rules;
 use crate::error::Result;
 use crate::support::{catch_libtorch, index_tensor, input_gradient};
 
@@ -79,17 +80,12 @@ pub trait Inspect {
     fn layer_names(&self) -> Vec<String>;
 }
 
-/// A rule for the gradient at a ReLU: from the gradient at its output and
-/// its input, the gradient at its input (Guided Backprop's:
-/// `relu(grad) * (input > 0)`).
-pub type ReluRule<'a> = &'a dyn Fn(&Tensor, &Tensor) -> Tensor;
-
 /// A network's faster routes to the numbers of its [`Network::logits`].
 ///
 /// To opt in, implement this trait and return `Some(self)` from
 /// [`Network::fast`]. Targets and classes are checked before any of these is
 /// called; gradients flow through what they return (except
-/// [`FastPaths::guided_gradient`], which computes one).
+/// [`FastPaths::propagate`], which computes one).
 pub trait FastPaths {
     /// The score of each image's target class `[N]` for a batch of distinct
     /// images: `logits(x).gather(1, targets)`, bit for bit, computing each
@@ -108,10 +104,18 @@ pub trait FastPaths {
     /// The logits `[k, classes]` of `copies` (from [`FastPaths::copies`]).
     fn copies_logits(&self, copies: &Tensor) -> Tensor;
 
-    /// The gradient of each image's target score with respect to `x`, with
-    /// `rule` in place of every ReLU's backward pass, computed by hand;
-    /// `None` where the network does not offer it. Default: `None`.
-    fn guided_gradient(&self, _x: &Tensor, _targets: &[i64], _rule: ReluRule) -> Option<Tensor> {
+    /// The relevance at `x` of the sum of each image's target score: the
+    /// backward pass with `rules` in place of the gradient at the operations
+    /// it replaces ([`Rules`]), computed by hand, in the order and with the
+    /// operations of the network's own forward pass (the record each rule
+    /// gets is the one an intercepting [`Pass`] makes); `None` where the
+    /// network does not offer it. Default: `None`.
+    fn propagate(
+        &self,
+        _x: &Tensor,
+        _targets: &[i64],
+        _rules: &dyn Rules,
+    ) -> Option<Result<Tensor>> {
         None
     }
 }

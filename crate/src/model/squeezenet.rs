@@ -12,6 +12,7 @@ use tch::Tensor;
 
 use super::layers::{Layer, Pass};
 use super::network::{Inspect, Network};
+use super::rules::ConvParams;
 
 /// A 2-D convolution's weights and geometry: tch's `nn::Conv2D` (zero
 /// padding, no dilation, one group) as plain tensors, so that the same
@@ -53,6 +54,24 @@ impl Conv {
         )
     }
 
+    /// `x` through the convolution, seen by `pass`.
+    pub(crate) fn through(&self, pass: &mut Pass, x: &Tensor) -> Tensor {
+        let (s, p) = (self.stride, self.padding);
+        pass.conv2d(x, &self.w, self.b.as_ref(), [s, s], [p, p], [1, 1], 1)
+    }
+
+    /// Its parameters as the rules see them.
+    pub(crate) fn params(&self) -> ConvParams {
+        ConvParams {
+            w: self.w.shallow_clone(),
+            b: self.b.as_ref().map(Tensor::shallow_clone),
+            stride: [self.stride; 2],
+            padding: [self.padding; 2],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+
     /// The same convolution on `w` (another copy of the weight); the bias is
     /// shared.
     pub(crate) fn with_weight(&self, w: Tensor) -> Conv {
@@ -92,9 +111,12 @@ impl Layer for Fire {
     /// torchvision's `Fire.forward`: squeeze, ReLU, both expands with their
     /// ReLUs, concatenated.
     fn forward(&self, x: &Tensor, pass: &mut Pass, _name: &str) -> Tensor {
-        let s = pass.relu(&self.squeeze.apply(x));
-        let e1 = pass.relu(&self.expand1x1.apply(&s));
-        let e3 = pass.relu(&self.expand3x3.apply(&s));
+        let squeezed = self.squeeze.through(pass, x);
+        let s = pass.relu(&squeezed);
+        let e1 = self.expand1x1.through(pass, &s);
+        let e1 = pass.relu(&e1);
+        let e3 = self.expand3x3.through(pass, &s);
+        let e3 = pass.relu(&e3);
         Tensor::cat(&[e1, e3], 1)
     }
 }
@@ -119,8 +141,11 @@ pub(crate) fn pools_after(i: usize) -> bool {
 }
 
 /// SqueezeNet's max-pooling: 3 x 3 windows, stride 2, partial windows kept.
-fn max_pool2d(x: &Tensor) -> Tensor {
-    x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], true)
+pub(crate) const POOL: (i64, i64, bool) = (3, 2, true);
+
+fn max_pool2d(pass: &mut Pass, x: &Tensor) -> Tensor {
+    let (kernel, stride, ceil_mode) = POOL;
+    pass.max_pool2d(x, kernel, stride, ceil_mode)
 }
 
 /// SqueezeNet 1.1: the features (a convolution, then Fire modules with
@@ -188,23 +213,28 @@ impl Layer for SqueezeNet11 {
                 format!("{name}.{s}")
             }
         };
-        let mut x = pass.layer(&n("features.0"), self.conv1.apply(xs));
+        let conv1 = self.conv1.through(pass, xs);
+        let mut x = pass.layer(&n("features.0"), conv1);
         x = pass.relu(&x);
         x = pass.layer(&n("features.1"), x);
-        x = pass.layer(&n("features.2"), max_pool2d(&x));
+        let pooled = max_pool2d(pass, &x);
+        x = pass.layer(&n("features.2"), pooled);
         for (i, (fire, &(index, ..))) in self.fires.iter().zip(&FIRES).enumerate() {
             let full = n(&format!("features.{index}"));
             let y = fire.forward(&x, pass, &full);
             x = pass.layer(&full, y);
             if pools_after(i) {
-                x = pass.layer(&n(&format!("features.{}", index + 1)), max_pool2d(&x));
+                let pooled = max_pool2d(pass, &x);
+                x = pass.layer(&n(&format!("features.{}", index + 1)), pooled);
             }
         }
         x = pass.layer(&n("classifier.0"), x); // dropout: inactive
-        x = pass.layer(&n("classifier.1"), self.classifier.apply(&x));
+        let logits = self.classifier.through(pass, &x);
+        x = pass.layer(&n("classifier.1"), logits);
         x = pass.relu(&x);
         x = pass.layer(&n("classifier.2"), x);
-        x = pass.layer(&n("classifier.3"), x.adaptive_avg_pool2d([1, 1]));
+        let pooled = pass.global_avg_pool(&x);
+        x = pass.layer(&n("classifier.3"), pooled);
         x.flatten(1, -1)
     }
 

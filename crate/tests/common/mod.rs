@@ -67,6 +67,13 @@ pub fn methods_reference_dir() -> &'static Path {
     DIR.get_or_init(|| make_reference("reference_methods.py"))
 }
 
+/// The folder of Captum's and Zennit's propagation attributions, made by
+/// `scripts/reference_propagation.py` when its inputs changed.
+pub fn propagation_reference_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| make_reference("reference_propagation.py"))
+}
+
 /// Runs `scripts/<script> --data D --weights W --out DIR` unless DIR holds
 /// the output of the same script, data and weights already.
 fn make_reference(script: &str) -> PathBuf {
@@ -77,8 +84,13 @@ fn make_reference(script: &str) -> PathBuf {
         assets::data_path().expect("data"),
         assets::weights_path().expect("weights"),
     );
-    // reference.py is imported by the other scripts: a change to it counts.
-    let stamp: String = [&script, &scripts.join("reference.py"), &data, &weights]
+    // reference.py and reference_methods.py are imported by the other
+    // scripts: a change to them counts.
+    let imported = [
+        scripts.join("reference.py"),
+        scripts.join("reference_methods.py"),
+    ];
+    let stamp: String = [&script, &imported[0], &imported[1], &data, &weights]
         .iter()
         .map(|p| {
             let m = std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));

@@ -25,14 +25,17 @@
 //!   libtorch's convolutions run about 1.4 times faster. They are copies of
 //!   the model's weights, refreshed by [`FastSqueezeNet::refresh`] whenever
 //!   the model's weights change.
-//! - **Guided Backprop by hand** (see [`FastSqueezeNet::guided_gradient`]).
+//! - **The propagation rules by hand** (Guided Backprop, Deconvolution,
+//!   DeepLift, LRP; see [`FastSqueezeNet::propagate`]).
 
 use tch::{Device, Tensor};
 
-use super::pool::{max_pool2d, max_pool2d_backward, max_pool2d_with_indices};
+use super::pool::{max_pool2d, max_pool2d_with_indices};
+use crate::error::Result;
 use crate::model::layers::{Layer, Pass};
-use crate::model::network::{FastPaths, Inspect, ReluRule};
-use crate::model::squeezenet::{pools_after, Fire, SqueezeNet11};
+use crate::model::network::{FastPaths, Inspect};
+use crate::model::rules::{Op, Recorded, Rules};
+use crate::model::squeezenet::{pools_after, Conv, Fire, SqueezeNet11, POOL};
 
 /// A batch `[N, C, H, W]` with NHWC strides ("channels last"), the shape
 /// unchanged; no copy where it already has them.
@@ -172,93 +175,152 @@ impl FastPaths for FastSqueezeNet {
     }
 
     /// By hand: a forward pass in torchvision's order that keeps what the
-    /// backward pass needs (each ReLU's input, each pooling's indices), then
-    /// the backward pass layer by layer with `rule` at every ReLU. Through
-    /// autograd the backward pass has to stop at each ReLU (tch's
-    /// `run_backward` takes no gradient for its roots, so each stretch is
-    /// seeded by a product over the activations); by hand it is the passes
-    /// Captum's hooks make. The convolutions' input gradients are libtorch's
+    /// backward pass needs (each operation's input and output, each
+    /// pooling's indices), then the backward pass layer by layer, with the
+    /// rules where they replace the gradient; the classifier as each
+    /// image's class row alone. Through autograd the backward pass has to
+    /// stop at each operation a rule replaces (tch's `run_backward` takes
+    /// no gradient for its roots, so each stretch is seeded by a product
+    /// over the activations); by hand it is the passes Captum's and
+    /// Zennit's hooks make. The convolutions' input gradients are libtorch's
     /// transposed convolutions, which run the same backward-data kernels as
-    /// autograd's convolution backward (on the lab's 25 images: 0.0 from
-    /// Captum and from the guided pass; the unit test allows rounding).
-    fn guided_gradient(&self, xs: &Tensor, targets: &[i64], rule: ReluRule) -> Option<Tensor> {
-        let net = &self.nchw;
+    /// autograd's convolution backward (Guided Backprop on the lab's 25
+    /// images: 0.0 from Captum and from the guided pass).
+    fn propagate(&self, xs: &Tensor, targets: &[i64], rules: &dyn Rules) -> Option<Result<Tensor>> {
         Some(tch::no_grad(|| {
-            let pool = |x: &Tensor| max_pool2d_with_indices(x, 3, 2, true);
-            let a = net.conv1.apply(xs);
-            let (mut h, first_pool) = pool(&a.relu());
-            // Per Fire module: its input's size, its squeeze and expand
-            // pre-activations, and the indices of the pooling after it.
-            let mut kept = Vec::with_capacity(net.fires.len());
-            for (i, fire) in net.fires.iter().enumerate() {
-                let input = h.size();
-                let squeeze = fire.squeeze.apply(&h);
-                let expand = expand(fire, &squeeze.relu());
-                let out = expand.relu();
-                let pooled = if pools_after(i) {
-                    let (p, indices) = pool(&out);
-                    h = p;
-                    Some(indices)
-                } else {
-                    h = out;
-                    None
-                };
-                kept.push((input, squeeze, expand, pooled));
-            }
-            // The head: each image's score is the mean of relu(z) over the
-            // positions of its class's map z = w . h + b.
-            let grads: Vec<Tensor> = targets
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| {
-                    let (w, b) = class_row(net, t);
-                    let hi = h.narrow(0, i as i64, 1);
-                    let z = hi.conv2d(&w, b.as_ref(), [1, 1], [0, 0], [1, 1], 1);
-                    let seed = z.ones_like() / (z.size()[2] * z.size()[3]) as f64;
-                    conv_input_grad(&rule(&seed, &z), &w, 1, 0, &hi.size())
-                })
-                .collect();
-            let mut g = Tensor::cat(&grads, 0);
-            for (fire, (input, squeeze, expand, pooled)) in net.fires.iter().zip(kept).rev() {
-                if let Some(indices) = pooled {
-                    g = max_pool2d_backward(&g, &indices, &expand.size());
-                }
-                let g_expand = rule(&g, &expand);
-                let c1 = fire.expand1x1.w.size()[0];
-                let c3 = g_expand.size()[1] - c1;
-                let s = squeeze.size();
-                g = conv_input_grad(&g_expand.narrow(1, 0, c1), &fire.expand1x1.w, 1, 0, &s)
-                    + conv_input_grad(&g_expand.narrow(1, c1, c3), &fire.expand3x3.w, 1, 1, &s);
-                g = conv_input_grad(&rule(&g, &squeeze), &fire.squeeze.w, 1, 0, &input);
-            }
-            g = max_pool2d_backward(&g, &first_pool, &a.size());
-            conv_input_grad(&rule(&g, &a), &net.conv1.w, 2, 0, &xs.size())
+            propagate_by_hand(&self.nchw, xs, targets, rules)
         }))
     }
 }
 
-/// The gradient at the input (of size `input`) of a convolution with
-/// `weight`, `stride` and `padding`, from the gradient `grad` at its output:
-/// the transposed convolution, with the rows and columns a strided
-/// convolution left out at the end added back.
-fn conv_input_grad(
-    grad: &Tensor,
-    weight: &Tensor,
-    stride: i64,
-    padding: i64,
-    input: &[i64],
-) -> Tensor {
-    let out = grad.size();
-    let extra = |i: usize| input[i] - ((out[i] - 1) * stride - 2 * padding + weight.size()[i]);
-    grad.conv_transpose2d(
-        weight,
-        None::<&Tensor>,
-        [stride, stride],
-        [padding, padding],
-        [extra(2), extra(3)],
-        1,
-        [1, 1],
-    )
+/// An operation's record: `conv` of `x`.
+fn conv(c: &Conv, x: &Tensor, first: bool) -> Recorded {
+    Recorded {
+        op: Op::Conv(c.params()),
+        input: x.shallow_clone(),
+        output: c.apply(x),
+        first,
+    }
+}
+
+/// An operation's record: ReLU of `x`.
+fn relu(x: &Tensor) -> Recorded {
+    Recorded {
+        op: Op::Relu,
+        input: x.shallow_clone(),
+        output: x.relu(),
+        first: false,
+    }
+}
+
+/// An operation's record: SqueezeNet's max-pooling of `x`.
+fn pool(x: &Tensor) -> Recorded {
+    let (kernel, stride, ceil_mode) = POOL;
+    let (output, indices) = max_pool2d_with_indices(x, kernel, stride, ceil_mode);
+    Recorded {
+        op: Op::MaxPool {
+            kernel,
+            stride,
+            ceil_mode,
+            indices,
+        },
+        input: x.shallow_clone(),
+        output,
+        first: false,
+    }
+}
+
+/// A Fire module's operations, and the pooling after it.
+struct FireRecord {
+    squeeze: Recorded,
+    squeeze_relu: Recorded,
+    expand1x1: Recorded,
+    expand1x1_relu: Recorded,
+    expand3x3: Recorded,
+    expand3x3_relu: Recorded,
+    pool: Option<Recorded>,
+}
+
+/// [`FastPaths::propagate`] for SqueezeNet on `net`'s weights (outside
+/// autograd).
+fn propagate_by_hand(
+    net: &SqueezeNet11,
+    xs: &Tensor,
+    targets: &[i64],
+    rules: &dyn Rules,
+) -> Result<Tensor> {
+    let conv1 = conv(&net.conv1, xs, true);
+    let relu1 = relu(&conv1.output);
+    let pool1 = pool(&relu1.output);
+    let mut h = pool1.output.shallow_clone();
+    let mut fires = Vec::with_capacity(net.fires.len());
+    for (i, fire) in net.fires.iter().enumerate() {
+        let squeeze = conv(&fire.squeeze, &h, false);
+        let squeeze_relu = relu(&squeeze.output);
+        let expand1x1 = conv(&fire.expand1x1, &squeeze_relu.output, false);
+        let expand1x1_relu = relu(&expand1x1.output);
+        let expand3x3 = conv(&fire.expand3x3, &squeeze_relu.output, false);
+        let expand3x3_relu = relu(&expand3x3.output);
+        let out = Tensor::cat(&[&expand1x1_relu.output, &expand3x3_relu.output], 1);
+        let pooled = pools_after(i).then(|| pool(&out));
+        h = pooled.as_ref().map_or(out, |p| p.output.shallow_clone());
+        fires.push(FireRecord {
+            squeeze,
+            squeeze_relu,
+            expand1x1,
+            expand1x1_relu,
+            expand3x3,
+            expand3x3_relu,
+            pool: pooled,
+        });
+    }
+    // The head, each image's class row alone: its map z = w . h + b, ReLU,
+    // the mean over the positions.
+    let rows: Vec<Recorded> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let c = &net.classifier;
+            let row = Conv {
+                w: c.w.narrow(0, t, 1),
+                b: c.b.as_ref().map(|b| b.narrow(0, t, 1)),
+                stride: c.stride,
+                padding: c.padding,
+            };
+            conv(&row, &h.narrow(0, i as i64, 1), false)
+        })
+        .collect();
+    let maps = Tensor::cat(&rows.iter().map(|r| &r.output).collect::<Vec<_>>(), 0);
+    let head_relu = relu(&maps);
+    let mean = Recorded {
+        op: Op::AvgPool,
+        input: head_relu.output.shallow_clone(),
+        output: head_relu.output.adaptive_avg_pool2d([1, 1]),
+        first: false,
+    };
+    let g = rules.back_through(&mean, &mean.output.ones_like())?;
+    let g = rules.back_through(&head_relu, &g)?;
+    let per_image = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| rules.back_through(row, &g.narrow(0, i as i64, 1)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut g = Tensor::cat(&per_image, 0);
+    for f in fires.iter().rev() {
+        if let Some(p) = &f.pool {
+            g = rules.back_through(p, &g)?;
+        }
+        let c1 = f.expand1x1.output.size()[1];
+        let c3 = f.expand3x3.output.size()[1];
+        let g1 = rules.back_through(&f.expand1x1_relu, &g.narrow(1, 0, c1))?;
+        let g1 = rules.back_through(&f.expand1x1, &g1)?;
+        let g3 = rules.back_through(&f.expand3x3_relu, &g.narrow(1, c1, c3))?;
+        let g3 = rules.back_through(&f.expand3x3, &g3)?;
+        g = rules.back_through(&f.squeeze_relu, &(g1 + g3))?;
+        g = rules.back_through(&f.squeeze, &g)?;
+    }
+    let g = rules.relu_then_pool(&relu1, &pool1, &g, None)?;
+    rules.back_through(&conv1, &g)
 }
 
 /// torchvision's order, on the weights for copies (NHWC on the CPU) with the
