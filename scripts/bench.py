@@ -2,6 +2,7 @@
 """Speed of the crate against the lab's PyTorch code and Captum, in one command.
 
   scripts/bench.py [--runs 5] [--sg-runs 3] [--sg-images 25] [--device cpu|cuda] [--quick] [--rust-bin PATH]
+  scripts/bench.py --methods-only --methods deeplift,lrp     # just those methods against their references
 
 (On a machine without a Rust toolchain, pass a prebuilt bench example with
 --rust-bin: scripts/bench_device.sh does so on a lent GPU machine.)
@@ -13,14 +14,19 @@ Times, each implementation in a process of its own (so peak memory is its own):
      sigma per image, at its best `nt_samples_batch_size` of 5, 10, 25, 50;
      the crate runs batches of 10 (--rust-batch);
   3. the first call against the steady state (median of the later runs);
-  4. every attribution method against Captum's (--methods), each in a
-     process of its own, in alternating rounds: Input x Gradient, Integrated
-     Gradients (50 steps, Captum at its best internal_batch_size of 10, 25,
-     50), Guided Backprop, Grad-CAM, Guided Grad-CAM, Occlusion (56-pixel
-     windows 28 apart), and SmoothGrad over Integrated Gradients (10 samples
-     of 20 steps, on --tunnel-images images); the answers checked as in
-     tests/methods.rs (relative L2 error; the tunnel, whose noise differs,
-     as SmoothGrad above);
+  4. every attribution method against its reference (--methods), each in
+     a process of its own, in alternating rounds: against Captum's, Input x
+     Gradient, Integrated Gradients (50 steps, Captum at its best
+     internal_batch_size of 10, 25, 50), Guided Backprop, Deconvolution,
+     Grad-CAM, Guided Grad-CAM, Occlusion (56-pixel windows 28 apart),
+     SmoothGrad over Integrated Gradients (10 samples of 20 steps, on
+     --tunnel-images images), DeepLift (zeros), DeepLiftShap and GradientShap
+     (200 samples, on --tunnel-images images) over each image's baselines
+     (zeros, black, blurred);
+     against Zennit's, LRP (EpsilonPlus, Epsilon, EpsilonGammaBox); the
+     answers checked as in tests/methods.rs and tests/propagation.rs
+     (relative L2 error; the tunnel and GradientShap, whose draws differ, as
+     SmoothGrad above);
   5. deletion and insertion (RISE, 224 pixels a step) of the vanilla
      gradient's maps on --causal-images images: the crate (batched) against
      RISE's own evaluation.py loop on PyTorch (scripts/reference_evaluation.py),
@@ -154,18 +160,37 @@ METHODS = [
     ("guided-grad-cam", "ggc", 1e-4),
     ("occlusion", "occlusion", 1e-4),
     ("smoothgrad-integrated-gradients", "sg_ig", None),  # different noise: block correlation
+    ("deeplift", "deeplift", 1e-4),
+    ("deeplift-shap", "dls", 1e-4),
+    ("gradient-shap", "gshap", None),  # different draws: block correlation
+    ("lrp", "zennit", 1e-4),  # Zennit's EpsilonPlus
+    ("lrp-epsilon", "zennit", 1e-4),
+    ("lrp-epsilon-gamma-box", "zennit", 1e-4),
 ]
-SLOW = {"integrated-gradients", "occlusion", "smoothgrad-integrated-gradients"}
+SLOW = {"integrated-gradients", "occlusion", "smoothgrad-integrated-gradients", "gradient-shap"}
+# Monte Carlo estimates, on --tunnel-images images with enough samples to compare.
+ON_TUNNEL_IMAGES = {"smoothgrad-integrated-gradients", "gradient-shap"}
 
 
 def worker_captum_method(args, out, name, batch):
-    """One of Captum's methods with the benchmark's settings (bench.rs's `method()`)."""
+    """One of Captum's methods (Zennit's for LRP) with the benchmark's settings (bench.rs's `method()`)."""
     import numpy as np
     import torch
-    from captum.attr import (Deconvolution, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
-                             LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion, Saliency)
+    from captum.attr import (Deconvolution, DeepLift, DeepLiftShap, GradientShap, GuidedBackprop, GuidedGradCam,
+                             InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel,
+                             Occlusion, Saliency)
     X, y, model = load_inputs(args.device)
-    n = args.tunnel_images if name == "smoothgrad-integrated-gradients" else args.method_images
+    if name.startswith(("deeplift", "lrp")):  # their hooks need each ReLU's input
+        for m in model.modules():
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = False
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from reference_methods import MEAN, STD, blur
+
+    def standard_baselines(xi):  # the crate's DeepLiftShap.standard_baselines: zeros, black, blurred
+        black = torch.from_numpy((-MEAN / STD).reshape(1, 3, 1, 1)).to(xi.device).expand_as(xi)
+        return torch.cat([torch.zeros_like(xi), black, blur(xi.cpu(), 10.0).to(xi.device)])
+    n = args.tunnel_images if name in ON_TUNNEL_IMAGES else args.method_images
     X, y = X[:n], y[:n]
     f12 = model.features[12]
 
@@ -197,6 +222,17 @@ def worker_captum_method(args, out, name, batch):
                 maps.append(nt.attribute(xi, nt_type="smoothgrad", nt_samples=10, nt_samples_batch_size=10,
                                          stdevs=sigma, target=y[i:i + 1], n_steps=20, internal_batch_size=batch))
             return torch.cat(maps)
+        if name == "deeplift":
+            return DeepLift(model).attribute(X, baselines=torch.zeros_like(X), target=y)
+        if name == "deeplift-shap":
+            return torch.cat([DeepLiftShap(model).attribute(X[i:i + 1], baselines=standard_baselines(X[i:i + 1]),
+                                                            target=y[i:i + 1]) for i in range(len(X))])
+        if name == "gradient-shap":
+            return torch.cat([GradientShap(model).attribute(X[i:i + 1], baselines=standard_baselines(X[i:i + 1]),
+                                                            n_samples=200, target=y[i:i + 1]) for i in range(len(X))])
+        if name.startswith("lrp"):
+            from reference_propagation import lrp
+            return lrp(model, X, y, name[4:] or "epsilon-plus")
         raise ValueError(name)
 
     import warnings
@@ -258,7 +294,7 @@ def bench_methods(args, rust_bin):
               + ", ".join(f"{b}: {t:.2f} s" for b, t in tries.items()), flush=True)
 
     def rust(name):
-        n = args.tunnel_images if name == "smoothgrad-integrated-gradients" else args.method_images
+        n = args.tunnel_images if name in ON_TUNNEL_IMAGES else args.method_images
         runs = 1 if name in SLOW else args.runs
         res = subprocess.run([str(rust_bin), "--out", str(args.out), "--method", name, "--images", str(n),
                               "--runs", str(runs), "--device", args.device], capture_output=True, text=True)
@@ -278,10 +314,10 @@ def bench_methods(args, rust_bin):
         print(f"methods: round {r + 1}/{args.sg_runs} done", flush=True)
     lines = [
         "",
-        f"## Every method against Captum ({args.method_images} images; SmoothGrad over Integrated Gradients on "
+        f"## Every method against Captum's (LRP: Zennit's) ({args.method_images} images; SmoothGrad over Integrated Gradients and GradientShap on "
         f"{args.tunnel_images}; medians over {args.sg_runs} alternating rounds, fast methods: the steady state of {args.runs} calls)",
         "",
-        "| method | settings | Rust (s) | Captum (s) | Rust / Captum | agreement | Rust peak RSS (MiB) | Captum peak RSS (MiB) |",
+        "| method | settings | Rust (s) | reference (s) | Rust / reference | agreement | Rust peak RSS (MiB) | reference peak RSS (MiB) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     settings = {
@@ -289,6 +325,10 @@ def bench_methods(args, rust_bin):
         "occlusion": "window 56, stride 28, baseline 0; Captum perturbations_per_eval 16",
         "smoothgrad-integrated-gradients": f"10 samples, 15% noise, 20 steps; Captum NoiseTunnel(IntegratedGradients), internal_batch_size {ig_batch}",
         "grad-cam": "features.12, bilinear", "guided-grad-cam": "features.12",
+        "deeplift": "zeros; Captum DeepLift", "deeplift-shap": "zeros, black, blurred (sigma 10); Captum DeepLiftShap",
+        "gradient-shap": f"200 samples on {args.tunnel_images} images, those baselines, no noise; Captum GradientShap",
+        "lrp": "EpsilonPlus; Zennit", "lrp-epsilon": "epsilon 1e-6 everywhere; Zennit",
+        "lrp-epsilon-gamma-box": "EpsilonGammaBox; Zennit",
     }
     all_ok = True
     for name, ref, tol in chosen:
@@ -407,6 +447,7 @@ def main():
     ap.add_argument("--causal-images", type=int, default=25, help="images for deletion and insertion (0: skip)")
     ap.add_argument("--synthesis-images", type=int, default=5, help="images for the fooling images (0: skip the syntheses)")
     ap.add_argument("--synthesis-only", action="store_true", help="time only the fooling images and class visualisations")
+    ap.add_argument("--methods-only", action="store_true", help="time only the methods against their references (--methods)")
     ap.add_argument("--rust-bin", type=Path, help="a prebuilt bench example (where there is no Rust toolchain, e.g. a GPU machine)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "bench")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -450,6 +491,11 @@ def main():
         print("building the Rust side (release)...", flush=True)
         subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "bench"], cwd=ROOT, check=True)
         rust_bin = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "examples" / "bench"
+
+    if args.methods_only:
+        lines, good = bench_methods(args, rust_bin)
+        print("\n".join(lines))
+        sys.exit(0 if good else 1)
 
     def rust_run(sg_runs):
         res = subprocess.run([str(rust_bin), "--out", str(args.out), "--runs", str(args.runs), "--sg-runs", str(sg_runs),

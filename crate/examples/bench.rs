@@ -23,8 +23,8 @@ use std::time::Instant;
 mod memory;
 
 use saliency_lab::attribution::{
-    smoothgrad, vanilla_gradient, IntegratedGradients, Method, NoiseGenerator, NoiseSamples,
-    NoiseTunnel, Occlusion, SmoothGradConfig,
+    smoothgrad, vanilla_gradient, IntegratedGradients, LrpRule, Method, NoiseGenerator,
+    NoiseSamples, NoiseTunnel, Occlusion, SmoothGradConfig,
 };
 use saliency_lab::convert::write_npy_f32;
 use saliency_lab::registry::by_name;
@@ -98,14 +98,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The benchmark's settings of each method (`scripts/bench.py` gives Captum
 /// the same): the paper's defaults, but Occlusion with 56-pixel windows 28
-/// apart (7 x 7 windows), and the noise tunnel over Integrated Gradients
-/// with 10 samples of 20 steps.
+/// apart (7 x 7 windows), the noise tunnel over Integrated Gradients with
+/// 10 samples of 20 steps, GradientShap with 200 samples, and LRP by rule
+/// (`lrp-RULE`).
 fn method(name: &str) -> Result<Box<dyn Method>> {
     Ok(match name {
         "occlusion" => Box::new(Occlusion::default().with_window(56).with_stride(28)),
         "smoothgrad-integrated-gradients" => Box::new(NoiseTunnel::new(
             IntegratedGradients::default().with_steps(20),
             SmoothGradConfig::default().with_samples(10),
+        )),
+        "gradient-shap" => {
+            Box::new(saliency_lab::attribution::GradientShap::new().with_samples(200))
+        }
+        other if other.starts_with("lrp-") => Box::new(saliency_lab::attribution::Lrp::new(
+            LrpRule::parse(&other[4..])?,
         )),
         other if other.starts_with("ig-batch-") => Box::new(
             IntegratedGradients::default().with_batch_size(other[9..].parse().unwrap_or(10)),

@@ -256,7 +256,22 @@ fn every_method_writes_its_attribution() {
             3,
             false,
         ),
+        ("deeplift", &["--baseline", "black"][..], 3, false),
+        ("deeplift-shap", &[][..], 3, false),
+        (
+            "gradient-shap",
+            &["--samples", "2", "--stdev", "0.1"][..],
+            3,
+            false,
+        ),
+        ("lrp", &["--rule", "epsilon-gamma-box"][..], 3, false),
         ("smoothgrad", &["--samples", "2"][..], 3, true),
+        (
+            "lrp",
+            &["--tunnel", "smoothgrad", "--samples", "2"][..],
+            3,
+            false,
+        ),
         (
             "vanilla",
             &["--tunnel", "vargrad", "--samples", "2"][..],
@@ -353,33 +368,126 @@ fn evaluate_writes_the_metrics_as_json() {
     assert!(json["mean"]["insertion_auc"].as_f64().is_some());
 }
 
-/// On image files the command line's attributions equal Captum's on the
-/// same preprocessed inputs and targets (`maps --save-input`, then
-/// `scripts/reference_methods.py --inputs`).
+/// Class sensitivity from the command line: a CSV row per image with both
+/// classes, and "undefined: constant map" where a map is constant (one
+/// occlusion window over the whole image), never NaN, in the CSV, the
+/// table and (as null) the JSON.
 #[test]
-#[ignore = "needs the venv's Python with Captum (scripts/test runs it)"]
+fn class_sensitivity_writes_a_row_per_image_and_says_where_it_is_undefined() {
+    let a = write_png(7, "s7.png", 224, 224, "rgb");
+    let b = write_png(8, "s8.png", 240, 224, "rgb");
+    for (method, extra, defined) in [
+        ("lrp", &["--rule", "zplus"][..], true),
+        (
+            "occlusion",
+            &["--window", "224", "--stride", "224"][..],
+            false,
+        ),
+    ] {
+        let dir = out_dir(&format!("sensitivity-{method}"));
+        let mut argv = vec![
+            "evaluate",
+            "--image",
+            s(&a),
+            s(&b),
+            "--method",
+            method,
+            "--metric",
+            "class-sensitivity",
+            "--other",
+            "runner-up",
+            "--device",
+            "cpu",
+            "--out",
+            s(&dir),
+        ];
+        argv.extend_from_slice(extra);
+        let out = maps(&argv);
+        assert!(out.status.success(), "{method}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let csv = std::fs::read_to_string(dir.join("class_sensitivity.csv")).unwrap();
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            rows[0],
+            "image,target,other,spearman_abs,spearman_signed,ssim"
+        );
+        assert_eq!(rows.len(), 3, "{csv}");
+        assert!(
+            !csv.contains("NaN") && !stdout.contains("NaN"),
+            "{csv}\n{stdout}"
+        );
+        let text = std::fs::read_to_string(dir.join("metrics.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let first = &json["images"][0]["class_sensitivity"];
+        assert_ne!(first["target"], first["other"]);
+        assert_eq!(json["mean"]["class_sensitivity"]["other"], "runner-up");
+        if defined {
+            let rho: f64 = rows[1].split(',').nth(3).unwrap().parse().unwrap();
+            assert!((-1.0..=1.0).contains(&rho), "{csv}");
+            assert!(first["spearman_abs"].as_f64().is_some());
+        } else {
+            assert!(rows[1].contains("undefined: constant map"), "{csv}");
+            assert!(stdout.contains("undefined: constant map"), "{stdout}");
+            assert!(first["spearman_abs"].is_null());
+        }
+    }
+}
+
+/// On image files the command line's attributions equal Captum's (Zennit's
+/// for LRP) on the same preprocessed inputs and targets (`maps
+/// --save-input`, then `scripts/reference_methods.py --inputs`, or
+/// `reference_propagation.py`).
+#[test]
+#[ignore = "needs the venv's Python with Captum and Zennit (scripts/test runs it)"]
 fn methods_on_image_files_equal_captums() {
     let a = write_png(5, "c5.png", 320, 240, "rgb");
     let b = write_png(6, "c6.png", 224, 224, "rgba");
     let weights = saliency_lab::assets::weights_path().unwrap();
-    // (maps's method and flags, Captum's name in the reference script, tolerance)
-    let cases: [(&str, &[&str], &str, f64); 7] = [
-        ("input-x-gradient", &[], "ixg", REL_TOL),
-        ("guided-backprop", &[], "gbp", REL_TOL),
-        ("deconvolution", &[], "deconv", REL_TOL),
-        ("grad-cam", &[], "gradcam", REL_TOL),
-        ("guided-grad-cam", &[], "ggc", REL_TOL),
+    const METHODS: &str = "reference_methods.py";
+    const PROPAGATION: &str = "reference_propagation.py";
+    // (maps's method and flags, the reference script and its name for the
+    // method, tolerance)
+    let cases: [(&str, &[&str], &str, &str, f64); 12] = [
+        ("input-x-gradient", &[], METHODS, "ixg", REL_TOL),
+        ("guided-backprop", &[], METHODS, "gbp", REL_TOL),
+        ("deconvolution", &[], METHODS, "deconv", REL_TOL),
+        ("grad-cam", &[], METHODS, "gradcam", REL_TOL),
+        ("guided-grad-cam", &[], METHODS, "ggc", REL_TOL),
         (
             "occlusion",
             &["--window", "56", "--stride", "28", "--batch", "16"],
+            METHODS,
             "occlusion",
             REL_TOL,
         ),
         // The default NHWC path: float order at flat regions (tests/methods.rs).
-        ("integrated-gradients", &[], "ig", 1e-2),
+        ("integrated-gradients", &[], METHODS, "ig", 1e-2),
+        ("deeplift", &[], PROPAGATION, "deeplift", REL_TOL),
+        ("lrp", &[], PROPAGATION, "lrp_epsilon-plus", REL_TOL),
+        (
+            "lrp",
+            &["--rule", "epsilon"],
+            PROPAGATION,
+            "lrp_epsilon",
+            REL_TOL,
+        ),
+        (
+            "lrp",
+            &["--rule", "alpha2-beta1"],
+            PROPAGATION,
+            "lrp_alpha2-beta1",
+            REL_TOL,
+        ),
+        (
+            "lrp",
+            &["--rule", "epsilon-gamma-box"],
+            PROPAGATION,
+            "lrp_epsilon-gamma-box",
+            REL_TOL,
+        ),
     ];
-    for (method, extra, name, tol) in cases {
-        let dir = out_dir(&format!("captum-{method}"));
+    for (method, extra, script, name, tol) in cases {
+        let dir = out_dir(&format!("captum-{name}"));
         let mut argv = vec![
             "--image",
             s(&a),
@@ -394,7 +502,7 @@ fn methods_on_image_files_equal_captums() {
         argv.extend_from_slice(&["--out", s(&dir)]);
         assert!(maps(&argv).status.success(), "{method}");
         let status = Command::new(python())
-            .arg(repo_root().join("scripts/reference_methods.py"))
+            .arg(repo_root().join("scripts").join(script))
             .args([
                 "--inputs",
                 s(&dir.join("input.npy")),
@@ -411,7 +519,7 @@ fn methods_on_image_files_equal_captums() {
             ])
             .status()
             .unwrap();
-        assert!(status.success(), "reference_methods.py {name}");
+        assert!(status.success(), "{script} {name}");
         let got = npy::<f32>(&dir, "attr.npy");
         let want = npy::<f32>(&dir.join("captum"), &format!("{name}.npy"));
         let err = max_rel_error(&got, &want);

@@ -132,52 +132,46 @@ impl Method for DeepLift {
     fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
         self.validate()?;
         let baseline = self.baseline.of(x)?;
-        deeplift(net, x, targets, self.pooling, &|range| {
-            Ok(baseline
-                .narrow(0, range.start as i64, range.len() as i64)
-                .unsqueeze(1))
-        })
+        deeplift(net, x, targets, self.pooling, &baseline.unsqueeze(1))
     }
 }
 
-/// DeepLift of each image of `x` against each of its baselines, averaged:
-/// `baselines(range)` gives the baselines `[n, B, C, H, W]` of the images of
-/// `x` in `range`.
+/// DeepLift of each image of `x` against each of its baselines `[N, B, C,
+/// H, W]`, averaged over the baselines (Captum's `DeepLiftShap`; DeepLift
+/// for `B` = 1). One baseline at a time: each pass takes a chunk of images
+/// and their baselines side by side (a batch of ten, which stays in the
+/// caches), as Captum's one batch of every pair computes them.
 fn deeplift(
     net: &dyn Network,
     x: &Tensor,
     targets: &[i64],
     pooling: PoolingRule,
-    baselines: &dyn Fn(Range<usize>) -> Result<Tensor>,
+    baselines: &Tensor,
 ) -> Result<Attributions> {
     const OP: &str = "deeplift";
-    let prepare = |chunk: &Tensor, range: Range<usize>, t: &[i64]| -> Result<(Tensor, Vec<i64>)> {
-        let b = baselines(range)?;
-        let k = b.size()[1];
-        // Captum's pairs: each image repeated once per baseline, then the
-        // baselines; both halves side by side in one batch.
-        let inputs = chunk.repeat_interleave_self_int(k, 0, None);
-        let pair_targets: Vec<i64> = t
-            .iter()
-            .flat_map(|&c| std::iter::repeat_n(c, k as usize))
-            .collect();
-        let both = [pair_targets.clone(), pair_targets].concat();
-        Ok((Tensor::cat(&[inputs, b.flatten(0, 1)], 0), both))
+    let k = baselines.size()[1];
+    let mut maps = Vec::with_capacity(k as usize);
+    for j in 0..k {
+        let b = baselines.select(1, j);
+        let part = |range: &Range<usize>| b.narrow(0, range.start as i64, range.len() as i64);
+        let prepare =
+            |chunk: &Tensor, range: Range<usize>, t: &[i64]| -> Result<(Tensor, Vec<i64>)> {
+                // Captum's batch: the images, then their baselines.
+                Ok((Tensor::cat(&[chunk, &part(&range)], 0), [t, t].concat()))
+            };
+        let finish = |chunk: &Tensor, range: Range<usize>, r: Tensor| -> Result<Tensor> {
+            Ok((chunk - part(&range)) * r.narrow(0, 0, chunk.size()[0]))
+        };
+        maps.push(
+            attribute_with_rules(OP, net, x, targets, &Rescale(pooling), &prepare, &finish)?.values,
+        );
+    }
+    let values = if k == 1 {
+        maps.remove(0)
+    } else {
+        Tensor::stack(&maps, 1).mean_dim(1, false, Kind::Float)
     };
-    let finish = |chunk: &Tensor, range: Range<usize>, r: Tensor| -> Result<Tensor> {
-        let b = baselines(range)?;
-        let k = b.size()[1];
-        let pairs = r.size()[0] / 2;
-        let inputs = chunk.repeat_interleave_self_int(k, 0, None);
-        let maps = (inputs - b.flatten(0, 1)) * r.narrow(0, 0, pairs);
-        if k == 1 {
-            return Ok(maps);
-        }
-        let mut shape = vec![chunk.size()[0], k];
-        shape.extend_from_slice(&chunk.size()[1..]);
-        Ok(maps.view(shape.as_slice()).mean_dim(1, false, Kind::Float))
-    };
-    attribute_with_rules(OP, net, x, targets, &Rescale(pooling), &prepare, &finish)
+    Ok(Attributions::checked(values))
 }
 
 /// DeepLiftShap: DeepLift's map averaged over several baselines (Captum's
@@ -268,19 +262,11 @@ impl Method for DeepLiftShap {
             }
             None => None,
         };
-        let standard = match given {
-            Some(_) => None,
-            None => Some(DeepLiftShap::standard_baselines(x)?),
+        let baselines = match given {
+            Some(b) => b.unsqueeze(0).expand([x.size()[0], -1, -1, -1, -1], false),
+            None => DeepLiftShap::standard_baselines(x)?,
         };
-        deeplift(net, x, targets, self.pooling, &|range| {
-            Ok(match (&given, &standard) {
-                (Some(b), _) => b
-                    .unsqueeze(0)
-                    .expand([range.len() as i64, -1, -1, -1, -1], false),
-                (None, Some(s)) => s.narrow(0, range.start as i64, range.len() as i64),
-                (None, None) => unreachable!("either given or standard"),
-            })
-        })
+        deeplift(net, x, targets, self.pooling, &baselines)
     }
 }
 
@@ -292,11 +278,6 @@ struct Rescale(PoolingRule);
 fn halves(t: &Tensor) -> (Tensor, Tensor) {
     let n = t.size()[0] / 2;
     (t.narrow(0, 0, n), t.narrow(0, n, n))
-}
-
-/// `t` for both halves (Captum's `torch.cat(2 * [t])`).
-fn twice(t: &Tensor) -> Tensor {
-    Tensor::cat(&[t, t], 0)
 }
 
 impl Rules for Rescale {
@@ -329,25 +310,12 @@ impl Rules for Rescale {
             None => pool.gradient(g),
         };
         let ruled = self.backward(pool, g)?;
-        let (x, x0) = halves(&relu.input);
-        let delta_in = twice(&(x - x0));
-        let small = delta_in.abs().lt(EPS);
-        let (y, y0) = halves(&relu.output);
-        let rescaled = (plain * twice(&(y - y0))) / &delta_in;
-        Ok(relu.gradient(&ruled).where_self(&small, &rescaled))
+        Ok(rescale(relu, &plain, &relu.gradient(&ruled)))
     }
 
     fn backward(&self, op: &Recorded, g: &Tensor) -> Result<Tensor> {
-        let (x, x0) = halves(&op.input);
-        let delta_in = twice(&(x - x0));
-        let small = delta_in.abs().lt(EPS);
         Ok(match &op.op {
-            Op::Relu => {
-                let (y, y0) = halves(&op.output);
-                let delta_out = twice(&(y - y0));
-                let rescaled = (g * delta_out) / &delta_in;
-                op.gradient(g).where_self(&small, &rescaled)
-            }
+            Op::Relu => rescale(op, g, &op.gradient(g)),
             Op::MaxPool { indices, .. } => {
                 let (y, y0) = halves(&op.output);
                 let top = y.maximum(&y0);
@@ -362,10 +330,45 @@ impl Rules for Rescale {
                     PoolingRule::Complete => op.gradient(&parts),
                 };
                 let (a, b) = halves(&unpooled);
-                let shared = twice(&(a + b));
-                op.gradient(g).where_self(&small, &(shared / &delta_in))
+                let (x, x0) = halves(&op.input);
+                let delta_in = x - x0;
+                let shared = (a + b) / &delta_in;
+                both(&shared, &delta_in, &op.gradient(g))
             }
             _ => op.gradient(g),
         })
     }
+}
+
+/// The Rescale rule at a ReLU `op` of a batch of inputs and baselines: `g *
+/// (y - y0) / (x - x0)` (Captum's order), `fallback` where `|x - x0| <`
+/// [`EPS`]. The differences are taken once for both halves and broadcast.
+fn rescale(op: &Recorded, g: &Tensor, fallback: &Tensor) -> Tensor {
+    let (x, x0) = halves(&op.input);
+    let (y, y0) = halves(&op.output);
+    let delta_in = x - x0;
+    let pairs = |t: &Tensor| {
+        let mut shape = vec![2];
+        shape.extend_from_slice(&delta_in.size());
+        t.reshape(shape.as_slice())
+    };
+    let rescaled = (pairs(g) * (y - y0).unsqueeze(0)) / delta_in.unsqueeze(0);
+    let small = delta_in.abs().lt(EPS).unsqueeze(0);
+    pairs(fallback)
+        .where_self(&small, &rescaled)
+        .reshape(g.size().as_slice())
+}
+
+/// `shared` (one half's values, for both halves) where the inputs differ by
+/// [`EPS`] or more, `fallback` elsewhere.
+fn both(shared: &Tensor, delta_in: &Tensor, fallback: &Tensor) -> Tensor {
+    let small = delta_in.abs().lt(EPS);
+    let n = delta_in.size()[0];
+    Tensor::cat(
+        &[
+            fallback.narrow(0, 0, n).where_self(&small, shared),
+            fallback.narrow(0, n, n).where_self(&small, shared),
+        ],
+        0,
+    )
 }

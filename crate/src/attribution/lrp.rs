@@ -358,15 +358,14 @@ impl LrpRules<'_> {
                 // negative inputs (no bias). Each part's terms in Zennit's
                 // order: x+ first, then x-.
                 let gamma = self.lrp.gamma;
-                let (up, down): (Modifier, Modifier) =
-                    if rule == Layer::Gamma {
-                        (
-                            |t, g| t + t.clamp_min(0.0) * g,
-                            |t, g| t + t.clamp_max(0.0) * g,
-                        )
-                    } else {
-                        (|t, _| t.clamp_min(0.0), |t, _| t.clamp_max(0.0))
-                    };
+                let (up, down): (Modifier, Modifier) = if rule == Layer::Gamma {
+                    (
+                        |t, g| t + t.clamp_min(0.0) * g,
+                        |t, g| t + t.clamp_max(0.0) * g,
+                    )
+                } else {
+                    (|t, _| t.clamp_min(0.0), |t, _| t.clamp_max(0.0))
+                };
                 let (w_up, w_down) = (up(w, gamma), down(w, gamma));
                 let (b_up, b_down) = (b.map(|b| up(b, gamma)), b.map(|b| down(b, gamma)));
                 let (xp, xn) = (pos(x), neg(x));

@@ -14,6 +14,7 @@
 
 use tch::{Kind, Tensor};
 
+use super::sensitivity::defined_mean;
 use super::similarity::{normalise, spearman, ssim};
 use crate::attribution::{max_abs, Method};
 use crate::error::Result;
@@ -59,16 +60,10 @@ pub struct RandomisationResult {
 
 impl RandomisationResult {
     /// The mean over the images of each step's values (NaN, from a map that
-    /// became constant, left out).
+    /// became constant, left out; NaN where no value is defined).
     #[must_use]
     pub fn means(values: &[Vec<f64>]) -> Vec<f64> {
-        values
-            .iter()
-            .map(|row| {
-                let ok: Vec<f64> = row.iter().copied().filter(|v| v.is_finite()).collect();
-                ok.iter().sum::<f64>() / ok.len().max(1) as f64
-            })
-            .collect()
+        values.iter().map(|row| defined_mean(row)).collect()
     }
 }
 

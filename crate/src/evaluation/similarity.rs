@@ -75,6 +75,21 @@ pub fn spearman(a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok(pearson(&ranks(&a), &ranks(&b)))
 }
 
+/// What a table or CSV shows for a similarity: the number (to `digits`),
+/// or "undefined: constant map" where it is NaN (a rank correlation with a
+/// map that is constant has no value).
+#[must_use]
+pub fn describe(value: f64, digits: usize) -> String {
+    if value.is_finite() {
+        format!("{value:.digits$}")
+    } else {
+        UNDEFINED.to_string()
+    }
+}
+
+/// What [`describe`] says for a similarity that has no value.
+pub const UNDEFINED: &str = "undefined: constant map";
+
 /// A map rescaled to `[0, 1]` (minus its minimum, over its range; a
 /// constant map gives zeros), in double precision: how maps are put on one
 /// footing before [`ssim`] (as Adebayo et al.'s code does).

@@ -5,6 +5,8 @@
 //! maps --image cat.jpg dog.png --method integrated-gradients --steps 32 --out out/
 //! maps --npz imagenet_val_25.npz --method grad-cam --layer features.9 --out out/
 //! maps --npz imagenet_val_25.npz --method guided-backprop --tunnel smoothgrad --samples 20 --out out/
+//! maps --image cat.jpg --method lrp --rule epsilon-gamma-box --out out/
+//! maps --image cat.jpg --method deeplift --baseline blur --out out/
 //! ```
 //!
 //! `maps evaluate` asks whether the maps can be trusted (see its `--help`):
@@ -45,10 +47,12 @@ mod synthesis;
 mod work;
 
 /// Attribution maps of SqueezeNet 1.1 (vanilla gradient, Input x Gradient,
-/// Integrated Gradients, Guided Backprop, Grad-CAM, Guided Grad-CAM,
-/// Occlusion, SmoothGrad / SG-SQ / VarGrad over any of them, the lab's blur
+/// Integrated Gradients, Guided Backprop, Deconvolution, Grad-CAM, Guided
+/// Grad-CAM, Occlusion, DeepLift, DeepLiftShap, GradientShap, LRP with its
+/// rules, SmoothGrad / SG-SQ / VarGrad over any of them, the lab's blur
 /// average, and the controls: random, centre, edges), written as .npy files;
-/// `maps evaluate` checks them (deletion, insertion, model randomisation).
+/// `maps evaluate` checks them (deletion, insertion, model randomisation,
+/// class sensitivity).
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -68,12 +72,15 @@ enum Command {
     /// Can the maps be trusted? Deletion and insertion (RISE: the
     /// probability of the class as the pixels the map ranks first are
     /// deleted from the image, or inserted into a blurred copy; 224 pixels a
-    /// step, 225 scores) and model randomisation (Adebayo et al.: the maps
+    /// step, 225 scores), model randomisation (Adebayo et al.: the maps
     /// again after each layer is re-initialised, from the classifier down,
-    /// compared with the original by Spearman's rank correlation and SSIM).
-    /// Writes maxabs.npy (the maps ranked), deletion.npy / insertion.npy
-    /// (float32 [N, 225]), randomisation.csv and metrics.json, and prints a
-    /// summary.
+    /// compared with the original by Spearman's rank correlation and SSIM)
+    /// and class sensitivity (Sixt et al.: the map for another class,
+    /// compared the same way). Writes maxabs.npy (the maps ranked),
+    /// deletion.npy / insertion.npy (float32 [N, 225]), randomisation.csv,
+    /// class_sensitivity.csv and metrics.json, and prints a summary; a
+    /// correlation with a constant map is "undefined: constant map" (null
+    /// in the JSON).
     Evaluate(EvaluateArgs),
     /// Fooling images (CS231n): each image changed, by normalised gradient
     /// ascent on the target's score, until the model takes it for the
@@ -153,6 +160,8 @@ enum Metric {
     Insertion,
     /// The maps after each layer is re-initialised from the top: they should change.
     Randomisation,
+    /// The map for another class (--other) against the target's: it should differ.
+    ClassSensitivity,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -173,6 +182,11 @@ struct EvaluateArgs {
     /// Deletion and insertion: pixels per step.
     #[arg(long, default_value_t = 224)]
     step: usize,
+    /// Class sensitivity: the class each map is compared with, `lowest`
+    /// (the class the model finds least likely; the default), `runner-up`
+    /// (its second choice) or a class number.
+    #[arg(long, default_value = "lowest")]
+    other: String,
 }
 
 fn main() -> ExitCode {

@@ -1,7 +1,9 @@
 //! What `maps evaluate` found: `metrics.json` (written with serde) and the
 //! table it prints.
 
-use saliency_lab::evaluation::RandomisationResult;
+use saliency_lab::evaluation::{
+    defined_mean, describe, ClassSensitivityResult, RandomisationResult,
+};
 use saliency_lab::{Error, Result};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -13,6 +15,8 @@ pub(crate) struct Report {
     targets: Vec<i64>,
     pub(crate) aucs: Vec<(&'static str, Vec<f64>)>,
     pub(crate) randomisation: Option<RandomisationResult>,
+    /// The other classes' rule (`lowest`, ...) and what the check found.
+    pub(crate) class_sensitivity: Option<(String, ClassSensitivityResult)>,
 }
 
 /// `metrics.json`.
@@ -58,6 +62,7 @@ impl Report {
             targets: targets.to_vec(),
             aucs: Vec::new(),
             randomisation: None,
+            class_sensitivity: None,
         }
     }
 
@@ -82,6 +87,9 @@ impl Report {
                     };
                     fields.insert("randomisation".into(), value(measures));
                 }
+                if let Some((_, r)) = &self.class_sensitivity {
+                    fields.insert("class_sensitivity".into(), sensitivity(r, i));
+                }
                 fields
             })
             .collect();
@@ -96,6 +104,20 @@ impl Report {
                 ssim: finite_all(&RandomisationResult::means(&r.ssim)),
             };
             means.insert("randomisation".into(), value(measures));
+        }
+        if let Some((other, r)) = &self.class_sensitivity {
+            let mut m = Map::new();
+            m.insert("other".into(), other.as_str().into());
+            m.insert(
+                "spearman_abs".into(),
+                finite(defined_mean(&r.spearman_abs)).into(),
+            );
+            m.insert(
+                "spearman_signed".into(),
+                finite(defined_mean(&r.spearman_signed)).into(),
+            );
+            m.insert("ssim".into(), finite(defined_mean(&r.ssim)).into());
+            means.insert("class_sensitivity".into(), m.into());
         }
         let json = Json {
             method: &self.method,
@@ -136,11 +158,35 @@ impl Report {
             t.push_str("  randomised up to   Spearman |map|   Spearman map   SSIM\n");
             for (k, layer) in r.layers.iter().enumerate() {
                 t.push_str(&format!(
-                    "  {layer:<16} {:>14.3} {:>14.3} {:>6.3}\n",
-                    a[k], s[k], q[k]
+                    "  {layer:<16} {:>14} {:>14} {:>6}\n",
+                    describe(a[k], 3),
+                    describe(s[k], 3),
+                    describe(q[k], 3)
                 ));
             }
         }
+        if let Some((other, r)) = &self.class_sensitivity {
+            t.push_str(&format!(
+                "  class sensitivity (the target's map against the {other} class's; lower: the map follows the class):\n    Spearman |map| {}, Spearman map {}, SSIM {} (means)\n",
+                describe(defined_mean(&r.spearman_abs), 3),
+                describe(defined_mean(&r.spearman_signed), 3),
+                describe(defined_mean(&r.ssim), 3)
+            ));
+        }
         t
     }
+}
+
+/// One image's class-sensitivity measures, with its classes.
+fn sensitivity(r: &ClassSensitivityResult, i: usize) -> Value {
+    let mut m = Map::new();
+    m.insert("target".into(), r.targets[i].into());
+    m.insert("other".into(), r.others[i].into());
+    m.insert("spearman_abs".into(), finite(r.spearman_abs[i]).into());
+    m.insert(
+        "spearman_signed".into(),
+        finite(r.spearman_signed[i]).into(),
+    );
+    m.insert("ssim".into(), finite(r.ssim[i]).into());
+    m.into()
 }

@@ -4,7 +4,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{Array1, Array4};
 use saliency_lab::attribution::{self, Method, NoiseTunnel};
 use saliency_lab::convert::{write_npy, write_npy_f32};
-use saliency_lab::evaluation::{aucs, CausalMetric, Randomisation};
+use saliency_lab::evaluation::{
+    aucs, describe, CausalMetric, ClassSensitivity, OtherClass, Randomisation,
+};
 use saliency_lab::registry::Built;
 use saliency_lab::transforms::{stack_images, IMAGE_SIZE};
 use saliency_lab::{Error, Model, Result};
@@ -215,14 +217,45 @@ pub(crate) fn evaluate(args: &EvaluateArgs) -> Result<()> {
                 for (k, layer) in r.layers.iter().enumerate() {
                     for i in 0..n {
                         csv.push_str(&format!(
-                            "{i},{layer},{:.6},{:.6},{:.6}\n",
-                            r.spearman_abs[k][i], r.spearman_signed[k][i], r.ssim[k][i]
+                            "{i},{layer},{},{},{}\n",
+                            describe(r.spearman_abs[k][i], 6),
+                            describe(r.spearman_signed[k][i], 6),
+                            describe(r.ssim[k][i], 6)
                         ));
                     }
                 }
                 let path = out.join("randomisation.csv");
                 std::fs::write(&path, csv).map_err(|e| Error::io(&path, e))?;
                 report.randomisation = Some(r);
+            }
+            Metric::ClassSensitivity => {
+                let check = ClassSensitivity {
+                    other: OtherClass::parse(&args.other)?,
+                };
+                let bar = progress(n, "class sensitivity");
+                let r = check.run_with_progress(
+                    &p.model,
+                    method.as_ref(),
+                    &p.x,
+                    &targets,
+                    &mut |k| bar.inc(k as u64),
+                )?;
+                bar.finish_and_clear();
+                let mut csv =
+                    String::from("image,target,other,spearman_abs,spearman_signed,ssim\n");
+                for i in 0..n {
+                    csv.push_str(&format!(
+                        "{i},{},{},{},{},{}\n",
+                        r.targets[i],
+                        r.others[i],
+                        describe(r.spearman_abs[i], 6),
+                        describe(r.spearman_signed[i], 6),
+                        describe(r.ssim[i], 6)
+                    ));
+                }
+                let path = out.join("class_sensitivity.csv");
+                std::fs::write(&path, csv).map_err(|e| Error::io(&path, e))?;
+                report.class_sensitivity = Some((args.other.clone(), r));
             }
         }
     }
