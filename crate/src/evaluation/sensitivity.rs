@@ -204,8 +204,8 @@ mod tests {
     fn the_other_class_is_the_lowest_the_runner_up_or_given() {
         let scores = Tensor::from_slice(&[0.1f32, 3.0, 2.0, -1.0, 5.0, 0.0, 1.0, 4.0]).view([2, 4]);
         let lowest = ClassSensitivity::default();
-        assert_eq!(lowest.others(&scores, &[1, 0]).unwrap(), [3, 2]);
-        // The target left out: image 1's lowest is its target.
+        assert_eq!(lowest.others(&scores, &[1, 0]).unwrap(), [3, 1]);
+        // The target left out: image 0's lowest class is its target.
         assert_eq!(lowest.others(&scores, &[3, 2]).unwrap(), [0, 1]);
         let runner = ClassSensitivity {
             other: OtherClass::RunnerUp,
