@@ -28,7 +28,13 @@ unless said):
 Inputs: the lab's 25 images preprocessed as the lab does, targets the lab's
 labels; or, with --inputs/--targets, a preprocessed batch written by the
 crate's `maps --save-input` (then only the methods named by --methods, on
-every image).
+every image). With --net WEIGHTS (safetensors), the network is instead the
+small one of tests/propagation.rs, built from the crate's layers (a
+convolution, ReLU, max-pooling, another convolution and ReLU, global
+average pooling, two fully connected layers with a ReLU between; 3 input
+channels, 5 classes), on --inputs and --targets: DeepLift, Deconvolution
+and every LRP rule (Zennit's composites give its fully connected layers
+the epsilon rule).
 
 Usage: python scripts/reference_propagation.py --data imagenet_val_25.npz --weights squeezenet1_1.safetensors --out DIR
        python scripts/reference_propagation.py --inputs input.npy --targets targets.npy --weights W --out DIR \\
@@ -42,7 +48,7 @@ import warnings
 
 import numpy as np
 import torch
-from captum.attr import DeepLift, DeepLiftShap, GradientShap, Saliency
+from captum.attr import Deconvolution, DeepLift, DeepLiftShap, GradientShap, Saliency
 from zennit.attribution import Gradient
 from zennit.composites import (EpsilonAlpha2Beta1, EpsilonGammaBox, EpsilonPlus, EpsilonPlusFlat, LayerMapComposite,
                                layer_map_base)
@@ -88,7 +94,7 @@ LRP = {
 
 def lrp(model, x, y, name):
     with Gradient(model=model, composite=LRP[name](x)) as attributor:
-        _, relevance = attributor(x.clone().requires_grad_(), torch.eye(1000)[y])
+        out, relevance = attributor(x.clone().requires_grad_(), lambda out: torch.eye(out.shape[1])[y])
     return relevance
 
 
@@ -110,6 +116,19 @@ def gradient_shap_exact(model, x, y, baselines, indices, alphas, noise):
     return torch.cat(out)
 
 
+def small_net(weights):
+    """tests/propagation.rs's network of the crate's layers, in PyTorch, with its weights."""
+    from safetensors.torch import load_file
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2, ceil_mode=True),
+        torch.nn.Conv2d(8, 16, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(16, 12), torch.nn.ReLU(), torch.nn.Linear(12, 5))
+    net.load_state_dict(load_file(weights))
+    for param in net.parameters():
+        param.requires_grad = False
+    return net.eval()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data")
@@ -118,10 +137,11 @@ def main():
     ap.add_argument("--weights", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--methods", help="comma-separated names (default: all)")
+    ap.add_argument("--net", action="store_true", help="--weights are the small network's (see above)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.set_grad_enabled(True)
-    model = load_model(args.weights)
+    model = small_net(args.weights) if args.net else load_model(args.weights)
     for m in model.modules():
         if isinstance(m, torch.nn.ReLU):
             m.inplace = False
@@ -171,6 +191,7 @@ def main():
     }
     for rule in LRP:
         table[f"lrp_{rule}"] = (lambda xs, ys, r=rule: lrp(model, xs, ys, r), None)
+    table["deconv"] = (lambda xs, ys: Deconvolution(model).attribute(xs.requires_grad_(), target=ys), None)
     if not args.inputs:
         save("dls_baselines", dls_baselines(x).numpy())
     names = args.methods.split(",") if args.methods else list(table)

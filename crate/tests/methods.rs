@@ -8,8 +8,9 @@ mod common;
 use common::{array, captum, data, max_rel_error, model, REL_TOL};
 use ndarray::{Axis, Slice};
 use saliency_lab::attribution::{
-    Baseline, Deconvolution, GradCam, GuidedBackprop, GuidedGradCam, InputXGradient,
-    IntegratedGradients, Method, NoiseTunnel, Occlusion, Rule, SmoothGradConfig, Vanilla,
+    Baseline, Deconvolution, DeepLift, DeepLiftShap, GradCam, GradientShap, GuidedBackprop,
+    GuidedGradCam, InputXGradient, IntegratedGradients, Lrp, Method, NoiseTunnel, Occlusion, Rule,
+    SmoothGradConfig, Vanilla,
 };
 use saliency_lab::model::Numerics;
 use saliency_lab::{preprocess_batch, Model};
@@ -255,6 +256,10 @@ fn methods_that_look_inside_need_the_crates_layers() {
         Box::new(GuidedBackprop) as Box<dyn Method>,
         Box::new(GradCam::default()),
         Box::new(GuidedGradCam::default()),
+        Box::new(Deconvolution),
+        Box::new(DeepLift::default()),
+        Box::new(DeepLiftShap::default()),
+        Box::new(Lrp::default()),
     ] {
         let msg = m.attribute(&tch_net, &x, &y).unwrap_err().to_string();
         assert!(
@@ -263,6 +268,11 @@ fn methods_that_look_inside_need_the_crates_layers() {
         );
     }
     assert!(Vanilla.attribute(&tch_net, &x, &y).is_ok());
+    // GradientShap needs gradients only.
+    assert!(GradientShap::new()
+        .with_samples(2)
+        .attribute(&tch_net, &x, &y)
+        .is_ok());
     let msg = GradCam::default()
         .with_layer("features.13")
         .attribute(&model(), &x, &y)

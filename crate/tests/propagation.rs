@@ -236,3 +236,84 @@ fn lrp_relevance_is_kept_by_zplus_and_lost_by_epsilon() {
         .iter()
         .all(|d| d.is_finite() && *d < -0.5));
 }
+
+/// On a network of the crate's layers (traced, not by hand), with fully
+/// connected layers (which Zennit's composites give the epsilon rule) and a
+/// max-pooling of a ReLU (Captum's hooks): every LRP rule equal to
+/// Zennit's, DeepLift and Deconvolution to Captum's, the same network in
+/// PyTorch with the same weights (`reference_propagation.py --net`).
+#[test]
+#[ignore = "needs the venv's Python with Captum and Zennit (scripts/test runs it)"]
+fn a_network_of_the_crates_layers_equals_the_references() {
+    use saliency_lab::attribution::Deconvolution;
+    use saliency_lab::model::layers::{
+        Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Relu, Sequential,
+    };
+    tch::manual_seed(11);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let root = vs.root();
+    let padded = tch::nn::ConvConfig {
+        padding: 1,
+        ..Default::default()
+    };
+    let net = Sequential::new()
+        .push(Conv2d::new(&root / "0", 3, 8, 3, padded))
+        .push(Relu)
+        .push(MaxPool2d {
+            kernel: 3,
+            stride: 2,
+            ceil_mode: true,
+        })
+        .push(Conv2d::new(&root / "3", 8, 16, 3, Default::default()))
+        .push(Relu)
+        .push(GlobalAvgPool)
+        .push(Flatten)
+        .push(Linear::new(&root / "7", 16, 12))
+        .push(Relu)
+        .push(Linear::new(&root / "9", 12, 5));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("propagation-net");
+    std::fs::create_dir_all(&dir).unwrap();
+    vs.save(dir.join("net.safetensors")).unwrap();
+    let model = Model::from_layers(vs, Box::new(net), "small");
+    let x = Tensor::randn([4, 3, 20, 20], (Kind::Float, tch::Device::Cpu));
+    let y = [0i64, 3, 4, 1];
+    x.write_npy(dir.join("input.npy")).unwrap();
+    Tensor::from_slice(&y)
+        .write_npy(dir.join("targets.npy"))
+        .unwrap();
+    let mut names = vec!["deeplift".to_string(), "deconv".to_string()];
+    names.extend(LrpRule::ALL.iter().map(|r| format!("lrp_{}", r.name())));
+    let status = std::process::Command::new(common::python())
+        .arg(common::repo_root().join("scripts/reference_propagation.py"))
+        .arg("--net")
+        .arg("--weights")
+        .arg(dir.join("net.safetensors"))
+        .arg("--inputs")
+        .arg(dir.join("input.npy"))
+        .arg("--targets")
+        .arg(dir.join("targets.npy"))
+        .arg("--out")
+        .arg(dir.join("ref"))
+        .arg("--methods")
+        .arg(names.join(","))
+        .status()
+        .unwrap();
+    assert!(status.success(), "reference_propagation.py --net");
+    let mut cases: Vec<(Box<dyn Method>, String)> = vec![
+        (Box::new(DeepLift::default()), "deeplift".into()),
+        (Box::new(Deconvolution), "deconv".into()),
+    ];
+    cases.extend(LrpRule::ALL.iter().map(|&r| {
+        (
+            Box::new(Lrp::new(r)) as Box<dyn Method>,
+            format!("lrp_{}", r.name()),
+        )
+    }));
+    for (method, name) in cases {
+        let got = method.attribute(&model, &x, &y).unwrap().values;
+        let want = read_npy::<f32>(&dir.join("ref").join(format!("{name}.npy")));
+        let err = max_rel_error(&array(&got), &want);
+        println!("{name} on the crate's layers: relative error {err:.2e}");
+        assert!(err <= REL_TOL, "{name}: relative error {err:.2e}");
+    }
+}

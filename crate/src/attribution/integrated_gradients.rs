@@ -310,6 +310,24 @@ impl IntegratedGradients {
     }
 }
 
+impl IntegratedGradients {
+    /// `sum(map) - (f(x) - f(b))` per image `[N]` (double), `f` the
+    /// target's score, `b` this baseline: Captum's
+    /// `compute_convergence_delta`, which shrinks as the steps grow.
+    ///
+    /// # Errors
+    /// As [`Method::attribute`].
+    pub fn completeness_delta(
+        &self,
+        net: &dyn Network,
+        x: &Tensor,
+        targets: &[i64],
+        maps: &Tensor,
+    ) -> Result<Tensor> {
+        super::completeness_delta(net, x, &self.baseline.of(x)?, targets, maps)
+    }
+}
+
 impl Method for IntegratedGradients {
     fn name(&self) -> String {
         "integrated-gradients".into()
