@@ -14,7 +14,7 @@ fixed) on the same weights and images the crate uses, and writes .npy files:
   blur_f32.npy  [2, 40, 30, 3] f32     gaussian_filter1d along axes 0 and 1, sigma 0.7 and 5, of a seeded float array
   blur_f32_in.npy                      that input array
   blur_avg2.npy [224, 224] f32         the lab's sample answer sg(2): averaged max-abs map
-  cmap_hot.npy, cmap_gray.npy, cmap_diverging.npy [256, 4] f32 colour maps (RGBA in [0, 1])
+  cmap_hot.npy, cmap_gray.npy, cmap_bwr.npy, cmap_diverging.npy [256, 4] f32 colour maps (RGBA in [0, 1])
   print_NAME.npy, print_NAME.txt       tensors and how `print` (torch.set_printoptions' defaults) shows them
 
 Usage: python scripts/reference.py --data imagenet_val_25.npz --weights squeezenet1_1.safetensors --out DIR
@@ -142,7 +142,7 @@ def main():
     sal_maps = compute_max(compute_abs(compute_saliency_maps(tensor1, tensor2, model)))
     save("blur_avg2.npy", sal_maps.mean(0).numpy())
 
-    # Colour maps: matplotlib's hot and gray, the lab's seaborn diverging palette.
+    # Colour maps: matplotlib's hot, gray and bwr, the lab's seaborn diverging palette.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -150,6 +150,7 @@ def main():
     ramp = np.linspace(0, 1, 256)
     save("cmap_hot.npy", plt.cm.hot(ramp).astype(np.float32))
     save("cmap_gray.npy", plt.cm.gray(ramp).astype(np.float32))
+    save("cmap_bwr.npy", plt.cm.bwr(ramp).astype(np.float32))
     div = sns.diverging_palette(0, 359, s=100, center="dark", as_cmap=True)
     save("cmap_diverging.npy", div(ramp).astype(np.float32))
     # How PyTorch prints: the lab's printed tensors, and a few of each notation.

@@ -51,6 +51,7 @@ EXPECTED_FIGURES = {
     "network_visualisation.ipynb": 7,
     "homework_fooling.ipynb": 1,
     "homework_fooling_student.ipynb": 0,
+    "propagation_lab.ipynb": 4,
 }
 LAB_SCORES = [
     24.1313, 25.1475, 38.8825, 25.4514, 30.2723, 25.4353, 15.6568, 34.9214, 22.9094, 13.7762,

@@ -101,9 +101,9 @@ pub use {ndarray, tch};
 /// `use saliency_lab::prelude::*;`.
 pub mod prelude {
     pub use crate::attribution::{
-        self, blur_average, vanilla_gradient, Baseline, Deconvolution, GradCam, GuidedBackprop,
-        GuidedGradCam, InputXGradient, IntegratedGradients, Method, Occlusion, Rule, Vanilla,
-        LAB_SIGMAS,
+        self, blur_average, vanilla_gradient, Baseline, Deconvolution, DeepLift, DeepLiftShap,
+        GradCam, GradientShap, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
+        Lrp, LrpRule, Method, Occlusion, PoolingRule, Rule, Vanilla, LAB_SIGMAS,
     };
     #[cfg(feature = "noise-tunnel")]
     pub use crate::attribution::{

@@ -122,6 +122,7 @@ fn colormaps_equal_matplotlib_and_seaborn() {
     for (cmap, file) in [
         (Colormap::Hot, "cmap_hot.npy"),
         (Colormap::Gray, "cmap_gray.npy"),
+        (Colormap::Bwr, "cmap_bwr.npy"),
         (Colormap::LabDiverging, "cmap_diverging.npy"),
     ] {
         let want = reference::<f32>(file); // [256, 4] RGBA in [0, 1] at linspace(0, 1, 256)

@@ -64,6 +64,7 @@ fn every_notebook_runs_with_its_figures_and_the_labs_scores() {
         "network_visualisation.ipynb: ok",
         "homework_fooling.ipynb: ok",
         "homework_fooling_student.ipynb: ok",
+        "propagation_lab.ipynb: ok",
     ] {
         assert!(out.contains(nb), "{out}");
     }

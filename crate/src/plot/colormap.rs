@@ -22,6 +22,9 @@ pub enum Colormap {
     /// `diverging_palette(240, 10, s=100, center="dark")`, blue for negative,
     /// red for positive, dark at zero.
     BlueRed,
+    /// matplotlib's `bwr`: blue for negative, white at zero, red for
+    /// positive (how LRP's relevance is usually drawn: zero is the page).
+    Bwr,
 }
 
 const N: usize = 256;
@@ -43,7 +46,7 @@ impl Colormap {
     #[must_use]
     pub fn lut(self) -> &'static [Rgb; N] {
         use std::sync::OnceLock;
-        static LUTS: [OnceLock<[Rgb; N]>; 4] = [const { OnceLock::new() }; 4];
+        static LUTS: [OnceLock<[Rgb; N]>; 5] = [const { OnceLock::new() }; 5];
         let k = self as usize;
         LUTS[k].get_or_init(|| to_u8(&self.build()))
     }
@@ -51,7 +54,10 @@ impl Colormap {
     /// Whether the map is meant for signed data centred on zero.
     #[must_use]
     pub fn is_diverging(self) -> bool {
-        matches!(self, Colormap::LabDiverging | Colormap::BlueRed)
+        matches!(
+            self,
+            Colormap::LabDiverging | Colormap::BlueRed | Colormap::Bwr
+        )
     }
 
     fn build(self) -> Vec<[f64; 3]> {
@@ -62,6 +68,12 @@ impl Colormap {
                 &[(0.0, 0.0), (0.746032, 0.0), (1.0, 1.0)],
             ]),
             Colormap::Gray => segments([&[(0.0, 0.0), (1.0, 1.0)]; 3]),
+            // matplotlib's `_bwr_data`: blue, white, red, equally spaced.
+            Colormap::Bwr => segments([
+                &[(0.0, 0.0), (0.5, 1.0), (1.0, 1.0)],
+                &[(0.0, 0.0), (0.5, 1.0), (1.0, 0.0)],
+                &[(0.0, 1.0), (0.5, 1.0), (1.0, 0.0)],
+            ]),
             // husl_to_rgb of (h, 100, 50) and of the dark end (h, 15, 15),
             // as seaborn.palettes computes them.
             Colormap::LabDiverging => diverging(

@@ -185,6 +185,8 @@ impl LineChart {
             let mut chart = ChartBuilder::on(&root)
                 .caption(&self.title, ("sans-serif", 18))
                 .margin(12)
+                // Room for the last tick's label, centred on the right edge.
+                .margin_right(44)
                 .x_label_area_size(if ticks.is_some() { 64 } else { 40 })
                 .y_label_area_size(60)
                 .build_cartesian_2d(x0..x1, y0..y1)
