@@ -331,7 +331,7 @@ def bench_methods(args, rust_bin):
         "lrp-epsilon-gamma-box": "EpsilonGammaBox; Zennit",
     }
     all_ok = True
-    for name, ref, tol in chosen:
+    for name, _ref, tol in chosen:
         r, c = statistics.median(times[name][0]), statistics.median(times[name][1])
         got, want = np.load(args.out / f"rust_method_{name}.npy"), np.load(args.out / f"captum_method_{name}.npy")
         if tol is None:
@@ -553,7 +553,7 @@ def main():
         (f"SmoothGrad n=50, {args.sg_images} images", rs_s, cs_s, f"Captum NoiseTunnel (batch {best['batch']})", rust["rss_mib"], best["rss_mib"], n_sg),
     ]
     lines = [
-        f"# Benchmark: the crate against PyTorch and Captum",
+        "# Benchmark: the crate against PyTorch and Captum",
         "",
         f"Made by `scripts/bench.py` on {time.strftime('%Y-%m-%d')}, {lab['device_name']}, "
         f"{os.cpu_count()} cores, device {args.device}, PyTorch {lab['torch']}, libtorch threads {rust['threads']} (Rust) / {lab['threads']} (Python). "

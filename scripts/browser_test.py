@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The browser tier: the lab as a student opens it, in a real browser.
 
-  scripts/browser_test.py [--out DIR] [lab|trust|homework|own-jupyter ...]
+  scripts/browser_test.py [--out DIR] [lab|trust|homework|own-jupyter|report ...]
 
 For each notebook (default: all of them) it starts `scripts/lab --no-browser
 NOTEBOOK` exactly as a student would (a port on 127.0.0.1; the token is the
@@ -21,6 +21,11 @@ cell runs clean.
 `own-jupyter`: a plain JupyterLab installed into a venv of its own (`pip
 install jupyterlab`, the student's own Jupyter) lists the kernel set-up
 registered for the user, and a new notebook on it runs a cell.
+
+`report`: the grader's class report as an instructor opens it (the grading
+test's, from the notebooks tier; else one graded here from three kept
+submissions): the pass rates, marks and students it shows against the CSV,
+the histogram drawn, a feedback page reached by its link.
 
 Screenshots go to DIR (default: the tests' output folder,
 $CARGO_TARGET_DIR/tmp/browser): each notebook when its kernel is idle, each
@@ -198,7 +203,7 @@ def wait_kernel_name(page, timeout=120):
     started one ("No Kernel" until then; a dialog if it found none)."""
     try:
         page.wait_for_function(f"() => !['', 'No Kernel'].includes(({KERNEL_NAME_JS})())", timeout=timeout * 1000)
-    except Exception:  # noqa: BLE001: then what the toolbar says is the answer
+    except Exception:  # noqa: BLE001 -- then what the toolbar says is the answer
         pass
     return page.evaluate(KERNEL_NAME_JS)
 
@@ -284,7 +289,7 @@ def run_notebook(browser, name, out):
             elif max(abs(a - b) for a, b in zip(scores, LAB_SCORES)) > SCORE_TOL:
                 summary["problems"].append(f"the correct-class scores are off the lab's by more than {SCORE_TOL}")
         summary["problems"] += [f"the server logged: {l[:300]}" for l in server.errors()]
-    except Exception as e:  # noqa: BLE001: a timeout or a missing element is this notebook's failure
+    except Exception as e:  # noqa: BLE001 -- a timeout or a missing element is this notebook's failure
         page.screenshot(path=str(out / f"{stem}-failed.png"))
         summary["problems"].append(f"{type(e).__name__}: {str(e)[:1500]}")
     finally:
@@ -346,7 +351,7 @@ def own_jupyter(browser, out):
         try:
             page.wait_for_function(f"() => {{ const c = ({CELL_JS})(0); return c && c.text.includes('42'); }}",
                                    timeout=CELL_TIMEOUT * 1000)
-        except Exception as e:  # noqa: BLE001: then say what the cell shows
+        except Exception as e:  # noqa: BLE001 -- then say what the cell shows
             raise Failure(f"the cell did not print 42 in {CELL_TIMEOUT} s; it shows "
                           f"{page.evaluate(CELL_JS, 0)}, the kernel is {page.evaluate(STATUS_JS)!r}") from e
         page.screenshot(path=str(out / "own-jupyter-cell.png"))
@@ -365,6 +370,89 @@ def own_jupyter(browser, out):
     return summary
 
 
+REPORT_JS = """() => ({
+  tests: Array.from(document.querySelectorAll('#tests tr[data-test]')).map(r => ({
+    test: r.dataset.test, passed: +r.dataset.passed, graded: +r.dataset.graded, shown: r.innerText})),
+  marks: Array.from(document.querySelectorAll('#marks tr[data-mark]')).map(r => [+r.dataset.mark, +r.dataset.count]),
+  students: Array.from(document.querySelectorAll('#students tr[data-student]')).map(r => r.dataset.student),
+  histogram: (() => { const im = document.querySelector('#histogram');
+                      return im ? {complete: im.complete, width: im.naturalWidth} : null; })(),
+  links: Array.from(document.querySelectorAll('#students a')).map(a => a.href),
+  scripts: document.querySelectorAll('script').length,
+})"""
+
+
+def class_report(browser, out):
+    """The class report as an instructor opens it: the grading test's
+    (`$CARGO_TARGET_DIR/tmp/grading`, from the notebooks tier), or, where
+    that has not run, one graded here from three kept submissions. What the
+    page shows (pass rate per test, the marks, every student, the histogram
+    drawn, a feedback page reached by its link) against the CSV."""
+    import csv
+    summary = {"notebook": "class report", "problems": []}
+    target = Path(os.environ.get("CARGO_TARGET_DIR", lab_home() / "target"))
+    folder = target / "tmp" / "grading"
+    if not (folder / "report" / "index.html").is_file() or not (folder / "grades.csv").is_file():
+        folder = out / "report-class"
+        subs = folder / "submissions"
+        shutil.rmtree(folder, ignore_errors=True)
+        subs.mkdir(parents=True)
+        for name in ("correct", "no_abs", "one_sample"):
+            shutil.copy(ROOT / "crate" / "tests" / "submissions" / f"{name}.ipynb", subs)
+        done = subprocess.run([sys.executable, str(ROOT / "scripts" / "grade.py"), str(subs), "--out",
+                               str(folder / "grades.csv"), "--feedback", str(folder / "feedback")],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            summary["problems"].append(f"grade.py failed: {done.stderr[-1500:]}")
+            return summary
+    rows = list(csv.DictReader(open(folder / "grades.csv", newline="")))
+    tests = [h for h in rows[0] if h.startswith("test")] if rows else []
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    try:
+        page.goto((folder / "report" / "index.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+        page.screenshot(path=str(out / "class-report.png"), full_page=True)
+        shown = page.evaluate(REPORT_JS)
+        graded = [r for r in rows if r["status"] != "unreadable"]
+        want = {t: (sum(1 for r in graded if float(r[t]) > 0), len(graded)) for t in tests}
+        got = {t["test"]: (t["passed"], t["graded"]) for t in shown["tests"]}
+        if got != want:
+            summary["problems"].append(f"pass rates shown {got}, the CSV's {want}")
+        for t in shown["tests"]:
+            rate = f"{100 * t['passed'] / t['graded']:.0f}%" if t["graded"] else "0%"
+            if rate not in t["shown"]:
+                summary["problems"].append(f"{t['test']}: the row does not show {rate}: {t['shown'][:200]!r}")
+        marks = {}
+        for r in graded:
+            marks[round(float(r["final"]), 4)] = marks.get(round(float(r["final"]), 4), 0) + 1
+        if dict((m, c) for m, c in shown["marks"]) != marks:
+            summary["problems"].append(f"marks shown {shown['marks']}, the CSV's {sorted(marks.items())}")
+        # (The CSV quotes a name that a spreadsheet would run as a formula.)
+        names = [r["student"][1:] if r["student"][:1] == "'" and r["student"][1:2] in ("=", "+", "-", "@", "\t", "\r")
+                 else r["student"] for r in rows]
+        if sorted(shown["students"]) != sorted(names):
+            summary["problems"].append(f"students shown {shown['students']}, the CSV's {names}")
+        if not shown["histogram"] or not shown["histogram"]["complete"] or shown["histogram"]["width"] < 100:
+            summary["problems"].append(f"the marks' histogram is not shown: {shown['histogram']}")
+        if shown["scripts"]:
+            summary["problems"].append("the report has scripts")
+        if shown["links"]:
+            page.goto(shown["links"][0])
+            page.wait_for_load_state("load")
+            page.screenshot(path=str(out / "feedback-page.png"), full_page=True)
+            text = page.inner_text("body")
+            if "Score:" not in text or page.evaluate("document.querySelectorAll('script').length"):
+                summary["problems"].append(f"the first feedback page shows {text[:300]!r}")
+        else:
+            summary["problems"].append("no link to a feedback page")
+        summary["students"] = len(shown["students"])
+    except Exception as e:  # noqa: BLE001 (said in the summary)
+        summary["problems"].append(f"{type(e).__name__}: {str(e)[:1500]}")
+    finally:
+        page.close()
+    return summary
+
+
 def chromium():
     found = os.environ.get("SALIENCY_LAB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(found).exists():
@@ -375,14 +463,15 @@ def chromium():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="*", help=f"any of {', '.join([*NOTEBOOKS, 'own-jupyter'])} (default: all)")
+    ap.add_argument("what", nargs="*", help=f"any of {', '.join([*NOTEBOOKS, 'own-jupyter', 'report'])} (default: all)")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("CARGO_TARGET_DIR", lab_home() / "target"))
                     / "tmp" / "browser")
     args = ap.parse_args()
-    what = args.what or [*NOTEBOOKS, "own-jupyter"]
-    unknown = [w for w in what if w not in [*NOTEBOOKS, "own-jupyter"]]
+    choices = [*NOTEBOOKS, "own-jupyter", "report"]
+    what = args.what or choices
+    unknown = [w for w in what if w not in choices]
     if unknown:
-        ap.error(f"unknown {unknown}: choose from {', '.join([*NOTEBOOKS, 'own-jupyter'])}")
+        ap.error(f"unknown {unknown}: choose from {', '.join(choices)}")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -395,7 +484,12 @@ def main():
         browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         for w in what:
             print(f"==> browser: {w} ({len(summaries) + 1}/{len(what)})", flush=True)
-            s = own_jupyter(browser, args.out) if w == "own-jupyter" else run_notebook(browser, NOTEBOOKS[w], args.out)
+            if w == "own-jupyter":
+                s = own_jupyter(browser, args.out)
+            elif w == "report":
+                s = class_report(browser, args.out)
+            else:
+                s = run_notebook(browser, NOTEBOOKS[w], args.out)
             summaries.append(s)
             print(json.dumps(s, indent=1), flush=True)
         browser.close()

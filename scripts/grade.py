@@ -43,7 +43,6 @@ feedback files named so that they cannot collide or be too long). Where this mac
 write what the grader can), saying so on every line.
 """
 import argparse
-import csv
 import hashlib
 import json
 import os
@@ -62,14 +61,60 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gradebook  # noqa: E402
+import report  # noqa: E402
+import similarity  # noqa: E402
+from gradebook import Record  # noqa: E402
 from handin import VALUE_EXT, canonical, decode_report  # noqa: E402
-from homework import Homework, HomeworkError  # noqa: E402
-from nbshared import ROOT, copy_build_folder, cores_each, lab_home, save_timing, timing_file  # noqa: E402
-from sandbox import Sandbox, SandboxUnavailable, physical_memory, withhold_spec  # noqa: E402
+from homework import Homework, HomeworkError, rust_str  # noqa: E402
+from nbshared import ROOT, copy_build_folder, cores_each, lab_home, save_timing, source_of, timing_file  # noqa: E402
+from sandbox import Sandbox, SandboxUnavailable, crate_digest, physical_memory, withhold_spec  # noqa: E402
 
 MASTER = ROOT / "notebooks" / "homework_smoothgrad.ipynb"
 SUBMISSION_CAP = 32 << 20
 CHECKS_TIMEOUT = 600  # the first checks compute the references (SmoothGrad, RISE)
+
+
+@dataclass
+class Graded:
+    """What grading one notebook found: its status, {test: {"passed",
+    "message"}}, a note, each cell's time, and the figures its answer cells
+    drew [(answer id, PNG bytes)]."""
+    status: str
+    results: dict
+    note: str = ""
+    timing: dict = None
+    figures: list = None
+
+
+def safe_png(b64):
+    """A figure a submission drew, as PNG bytes re-encoded by Pillow (its
+    pixels, nothing else of the file), or None for anything else."""
+    import base64
+    import io
+    from PIL import Image
+    try:
+        raw = base64.b64decode(b64, validate=True)
+        with Image.open(io.BytesIO(raw)) as im:
+            if im.format != "PNG" or im.width * im.height > 16_000_000:
+                return None
+            out = io.BytesIO()
+            im.convert("RGB").save(out, "PNG")
+        return out.getvalue()
+    except Exception:  # noqa: BLE001 -- anything a student's kernel sent
+        return None
+
+
+def for_student(message):
+    """A check's message as the student reads it: an `assert_eq!`'s
+    expected value (the reference's) left out; its own words, and the
+    student's value, kept."""
+    m = re.match(r"assertion `left [!=]= right` failed(?:: (?P<say>.*?))?\s+left: (?P<left>.*?)\s+right: .*$",
+                 message, re.S)
+    if m:
+        say = (m.group("say") or "").strip() or "the value is not the one expected"
+        return f"{say} (yours: {m.group('left').strip()[:200]})"
+    return message
 
 
 def failure_message(text):
@@ -140,7 +185,7 @@ class Checker:
                     if self.km is None:
                         self.start()
                     errors = self.run(self.hw.checks_call(folder, record, tests, seeds), CHECKS_TIMEOUT)
-                except Exception as e:  # noqa: BLE001: hung, died, or could not start
+                except Exception as e:  # noqa: BLE001 -- hung, died, or could not start
                     errors = f"{type(e).__name__}: {e}"
                 found = {}
                 if record.exists():
@@ -149,7 +194,8 @@ class Checker:
                             continue
                         gid, status, message = (line.split("\t", 2) + ["", ""])[:3]
                         # One verdict per test: a second one is not an update.
-                        found[gid] = (False, "two verdicts for one test") if gid in found else (status == "pass", message)
+                        found[gid] = ((False, "two verdicts for one test") if gid in found
+                                      else (status == "pass", for_student(message)))
                 if all(t.id in found for t in tests):
                     return {t.id: found[t.id] for t in tests}
                 print(f"grade.py: the grader's kernel gave no verdict ({clean(errors)[:500]}); starting a new one",
@@ -219,6 +265,8 @@ def sandbox_result(result, tests):
             "errors": clean(c.get("errors", ""))[:4096],
             "ran": bool(c.get("ran")), "timed_out": bool(c.get("timed_out")), "killed": bool(c.get("killed")),
             "seconds": c["seconds"] if isinstance(c.get("seconds"), (int, float)) else None,
+            "after": c.get("after") if isinstance(c.get("after"), str) else None,
+            "pngs": [x for x in c.get("pngs", [])[:3] if isinstance(x, str)] if isinstance(c.get("pngs"), list) else [],
         })
     return {"cells": cells, "error": clean(result.get("error") or "")[:300],
             "hand_in": decode_report(result.get("hand_in"), tests)}
@@ -270,20 +318,20 @@ class Grader:
         timing = json.loads(cache.read_text()) if cache.exists() else None
         if timing is None:
             self.log("grading the solution once, alone, for the cells' time limits ...")
-            status, results, note, timing = self.grade_notebook(json.loads(self.master_path.read_text()),
-                                                                {"cells": {}, "other": 600}, slot=0)
-            failed = {gid: r["message"] for gid, r in results.items() if not r["passed"]}
-            if status != "ok" or failed:
-                raise HomeworkError(f"the solution itself does not pass ({status}; {note}; failed: {failed}): fix it")
+            g = self.grade_notebook(json.loads(self.master_path.read_text()), {"cells": {}, "other": 600}, slot=0)
+            failed = {gid: r["message"] for gid, r in g.results.items() if not r["passed"]}
+            if g.status != "ok" or failed:
+                raise HomeworkError(f"the solution itself does not pass ({g.status}; {g.note}; failed: {failed}): fix it")
+            timing = g.timing
             save_timing(self.master_path, timing, lab_home() / "grading")
         limit = lambda t: max(30.0, 10.0 * t)
         return {"cells": {gid: limit(t) for gid, t in timing.items()},
                 "other": limit(max(timing.values(), default=3.0))}
 
-    def grade_notebook(self, submission, limits, slot, seed=0):
-        """(status, {test: {"passed", "message"}}, note, timing) for one
-        submission (its parsed JSON), the hidden tests' inputs drawn from
-        `seed`."""
+    def grade_notebook(self, submission, limits, slot, seed=0, keep=None):
+        """A `Graded` for one submission (its parsed JSON), the hidden tests'
+        inputs drawn from `seed`; the values it handed in kept in the folder
+        `keep` (for a later regrade of the checks) where one is given."""
         ids = [t.id for t in self.hw.tests]
         seeds = test_seeds(seed, ids)
         nb = self.hw.sandbox_notebook(submission, seeds)
@@ -292,10 +340,11 @@ class Grader:
         fail_all = lambda why: {t.id: {"passed": False, "message": why} for t in self.hw.tests}
         if result is None:
             status = "timeout" if "did not finish" in note else "error"
-            return status, fail_all(f"not graded: {note}"), note, {}
+            return Graded(status, fail_all(f"not graded: {note}"), note, {}, [])
         result = sandbox_result(result, ids)
         if result is None:
-            return "error", fail_all("not graded: the collector's report was unreadable"), "unreadable report", {}
+            return Graded("error", fail_all("not graded: the collector's report was unreadable"), "unreadable report",
+                          {}, [])
         cells = result["cells"]
         if len(cells) == len(nb["cells"]):  # what each cell ran, for the notes on withheld names
             for c, built in zip(cells, nb["cells"]):
@@ -311,10 +360,14 @@ class Grader:
             else:
                 results[t.id] = {"passed": False, "message": verdict + (f" ({withheld})" if withheld else "")}
         checked = self.checker.verdicts(folder, to_check, seeds)
+        if keep is not None and folder.is_dir():
+            shutil.rmtree(keep, ignore_errors=True)
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(folder), str(keep))
         shutil.rmtree(folder, ignore_errors=True)
         if checked is None:
-            return ("grader-error", {**results, **fail_all("not graded: the grader's checks failed (see its log)")},
-                    "the grader's own kernel failed twice on this notebook's values", {})
+            return Graded("grader-error", {**results, **fail_all("not graded: the grader's checks failed (see its log)")},
+                          "the grader's own kernel failed twice on this notebook's values", {}, [])
         for gid, (passed, message) in checked.items():
             results[gid] = {"passed": passed, "message": message}
         name = lambda c: c["id"] or ("a cell you added" if c["role"] == "added" else "a cell")
@@ -337,7 +390,49 @@ class Grader:
         if tampered:
             notes.append(f"tampering with the hand-ins of {', '.join(tampered)}")
         status = "timeout" if timed_out else ("error" if result["error"] else ("tampering" if tampered else "ok"))
-        return status, results, "; ".join(notes), timing
+        figures = []
+        for c in cells:
+            owner = c["id"] if c["role"] == "answer" else (c["after"] if c["role"] == "added" else None)
+            for png in c.get("pngs", []):
+                data = safe_png(png)
+                if data is not None:
+                    figures.append((owner or "", data))
+        return Graded(status, results, "; ".join(notes), timing, figures)
+
+    def recheck(self, folder, tests, seed):
+        """{test: {"passed", "message"}} of `tests` checked again on the values
+        a submission handed in last time (in `folder`), the inputs drawn from
+        its `seed` as then; None if the grader's kernel failed."""
+        checked = self.checker.verdicts(folder, [self.hw.test(gid) for gid in tests],
+                                        test_seeds(seed, [t.id for t in self.hw.tests]))
+        if checked is None:
+            return None
+        return {gid: {"passed": passed, "message": message} for gid, (passed, message) in checked.items()}
+
+    def histogram(self, finals, maximum, path):
+        """The marks' histogram drawn by the crate's plot module in the
+        grader's own kernel (as the labs' figures are), saved to `path`;
+        False where it could not be drawn."""
+        top = max(1, int(-(-maximum // 1)))
+        counts = [0] * (top + 1)
+        for f in finals:
+            counts[min(top, max(0, int(f)))] += 1
+        labels = ", ".join(f'"{i}"' for i in range(top + 1))
+        values = ", ".join(f"{c}.0" for c in counts)
+        code = ("{\nlet __fig = ::saliency_lab::plot::BarChart::new(\"marks (after late penalties; a bar per whole "
+                f"mark)\", &[{labels}], &[{values}])?.with_axes(\"mark\", \"students\").render()?;\n"
+                f"__fig.save_png({rust_str(str(path))})?;\n}}")
+        with self.checker.lock:
+            try:
+                if self.checker.km is None:
+                    self.checker.start()
+                errors = self.checker.run(code, 300)
+            except Exception as e:  # noqa: BLE001 -- the report is written without it
+                errors = f"{type(e).__name__}: {e}"
+        if errors or not Path(path).is_file():
+            print(f"grade.py: the marks' histogram could not be drawn ({clean(errors)[:300]})", file=sys.stderr)
+            return False
+        return True
 
     def before_check(self, test, cell, handed, folder, limits):
         """Why test `test` fails before any check (None: check its values).
@@ -418,13 +513,6 @@ def shown_name(raw):
     if len(text) > NAME_CAP:
         text = text[:NAME_CAP - 1] + "\u2026"
     return text or "(no name)"
-
-
-def csv_text(value):
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula
-    (OWASP's advice: a cell starting with = + - @ tab or CR gets a quote)."""
-    value = str(value)
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def kind_of(mode):
@@ -547,12 +635,45 @@ def default_jobs():
     return max(1, min(cores + 1 if cores > 1 else 1, physical_memory() // (3 << 30)))
 
 
+def task_titles(hw):
+    """{answer cell's id: the title of the task it answers}: the first line
+    of the text cell above it in the solution."""
+    titles, last = {}, ""
+    for cell in hw.cells:
+        if cell.get("cell_type") == "markdown":
+            lines = [ln.strip().lstrip("#").strip() for ln in source_of(cell).splitlines() if ln.strip()]
+            last = lines[0] if lines else last
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if cell.get("cell_type") == "code" and gid in hw.answers:
+            titles[gid] = last
+    return titles
+
+
+def answers_of(hw, nb):
+    """A notebook's answer cells' source, joined (for the similarity check)."""
+    cells = nb.get("cells", []) if isinstance(nb, dict) else []
+    return "\n".join(source_of(c) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"
+                     and c.get("metadata", {}).get("nbgrader", {}).get("grade_id") in hw.answers)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("submissions", type=Path)
     ap.add_argument("--master", type=Path, default=MASTER, help="the solution notebook with the hidden tests")
     ap.add_argument("--out", type=Path, default=Path("grades.csv"))
     ap.add_argument("--feedback", type=Path, default=Path("feedback"))
+    ap.add_argument("--report", type=Path, help="the class report's folder (default: `report` beside --out)")
+    ap.add_argument("--lms", choices=["canvas", "moodle"], help="also write the file that LMS imports "
+                    "(--out's name with _canvas or _moodle)")
+    ap.add_argument("--deadline", help="ISO date and time (2026-12-01T23:59, local time unless a zone is given); "
+                    "a submission's time is nbgrader's timestamp.txt beside it, else its file's")
+    ap.add_argument("--late-penalty", default="10,20,30,40,50,60,70,80,90,100",
+                    help="percent off for the 1st, 2nd, ... day late (the last for every later day)")
+    ap.add_argument("--regrade", action="store_true", help="grade again only what changed since the last run with "
+                    "this --out: new or changed notebooks, tests whose code changed (only their checks where only "
+                    "the checks changed), unfinished ones, and --student")
+    ap.add_argument("--student", action="append", default=[], help="with --regrade: grade this student again "
+                    "(repeatable)")
     ap.add_argument("--cell-timeout", type=int, help="seconds per cell for every cell (default: 10x the solution's "
                     "time for that cell, at least 30 s; a :dep cell gets 900)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per notebook")
@@ -561,16 +682,28 @@ def main():
                          "of memory: a sandbox's kernel, compiler and libtorch; one where no cgroup limits each "
                          "sandbox)")
     ap.add_argument("--seed", type=int, help="the seed of every submission's hidden test inputs (default: drawn "
-                    "afresh per submission; each feedback file says its own)")
+                    "afresh per submission, kept by --regrade; each feedback file says its own)")
     ap.add_argument("--unsafe-no-sandbox", action="store_true",
                     help="grade without a sandbox where this machine cannot make one: a student's code can then "
                          "read the hidden tests, write anything the grader can, and call the crate's own answer")
     args = ap.parse_args()
     unsafe = args.unsafe_no_sandbox
+    try:
+        deadline = gradebook.parse_deadline(args.deadline) if args.deadline else None
+        table = gradebook.parse_penalties(args.late_penalty)
+    except ValueError as e:
+        sys.exit(f"grade.py: {e}")
     if unsafe:
         print("\033[1;31mWARNING: grading WITHOUT A SANDBOX (--unsafe-no-sandbox): the submissions' code runs with "
               "your rights and can read and write what you can\033[0m", flush=True)
     subs = submissions_in(args.submissions, args.master)
+    # What a later --regrade needs: the verdicts, and each submission's
+    # handed-in values and figures.
+    state = args.out.parent / (args.out.stem + ".grading")
+    report_dir = args.report or args.out.parent / "report"
+    old = gradebook.load_store(state / "store.json") if args.regrade else {}
+    if args.regrade and not old:
+        print(f"grade.py: no earlier run in {state}: grading every submission", flush=True)
     start = time.time()
     try:
         grader = Grader(args.master, args.jobs and max(1, min(args.jobs, len(subs))), args.cell_timeout,
@@ -579,43 +712,107 @@ def main():
         sys.exit(f"grade.py: {e}")
     jobs = max(1, min(grader.jobs, len(subs)))
     tests = grader.hw.points()
+    maximum = sum(p for _, p in tests)
     title = grader.hw.nb.get("metadata", {}).get("saliency_lab", {}).get("title", args.master.stem)
-    args.feedback.mkdir(parents=True, exist_ok=True)
-    results = [None] * len(subs)
+    digests = gradebook.test_digests(grader.hw, crate_digest())
+    tasks = task_titles(grader.hw)
+    for d in (args.feedback, state / "figures", state / "handins", report_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    records, answers = [None] * len(subs), {}
     slots = list(range(jobs))
-    done = 0
+    done, counts = 0, {"graded": 0, "rechecked": 0, "kept": 0}
     lock = threading.Lock()
+
+    def figures_cache(rec, figures=None):
+        """Writes (or, with None, reads back) a record's figures."""
+        folder = state / "figures" / rec.key
+        if figures is None:
+            found = sorted(folder.glob("*.png")) if folder.is_dir() else []
+            return [(f.stem.split("--", 1)[1] if "--" in f.stem else "", "", f.read_bytes()) for f in found]
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, (answer, png) in enumerate(figures):
+            (folder / f"{i:02d}--{re.sub(r'[^A-Za-z0-9_.-]', '_', answer)}.png").write_bytes(png)
+        return [(answer, "", png) for answer, png in figures]
+
+    def grade(sub, nb, prev):
+        """The record of a submission graded (or checked again) now, and how."""
+        digest = gradebook.submission_digest(nb)
+        how, what = gradebook.plan(prev, digest, digests, set(args.student)) if args.regrade else ("run", "")
+        if how == "keep":
+            rec = Record(**{**prev.stored(), "graded": False})
+            rec.figures = figures_cache(rec)
+            for r in rec.results.values():
+                r["new"] = False
+            return rec, "kept"
+        if how == "check":
+            results = {gid: dict(r) for gid, r in prev.results.items()}
+            folder = state / "handins" / prev.key
+            stored = [gid for gid in what if (folder / gid).is_dir()]
+            checked = grader.recheck(folder, stored, prev.seed) if stored else {}
+            if checked is not None:
+                results.update(checked)
+                for gid in what:
+                    results[gid].update(digests[gid])
+                rec = Record(**{**prev.stored(), "results": results, "graded": True})
+                rec.figures = figures_cache(rec)
+                gradebook.mark_new(rec, prev)
+                return rec, "rechecked"
+        seed = args.seed if args.seed is not None else (
+            prev.seed if prev is not None and prev.seed is not None else secrets.randbits(62))
+        with lock:
+            slot = slots.pop()
+        try:
+            g = grader.grade_notebook(nb, grader.limits, slot, seed, keep=state / "handins" / sub.key)
+        finally:
+            with lock:
+                slots.append(slot)
+        for gid, r in g.results.items():
+            r.update(digests[gid])
+        rec = Record(sub.name, sub.key, g.status, g.results, g.note, seed, digest=digest)
+        rec.figures = figures_cache(rec, g.figures)
+        gradebook.mark_new(rec, prev)
+        return rec, "graded"
 
     def work(k):
         nonlocal done
         sub = subs[k]
         t0 = time.time()
-        seed = args.seed if args.seed is not None else secrets.randbits(62)
         nb, why = read_submission(sub)
+        prev = old.get(sub.key)
+        how = "graded"
         if nb is None:
-            status, res, note, seed = "unreadable", {}, why, None
+            rec = Record(sub.name, sub.key, "unreadable", note=why)
         else:
-            with lock:
-                slot = slots.pop()
             try:
-                status, res, note, _ = grader.grade_notebook(nb, grader.limits, slot, seed)
-            except Exception as e:  # noqa: BLE001: a grader's bug stops this notebook, not the class
+                rec, how = grade(sub, nb, prev)
+            except Exception as e:  # noqa: BLE001 -- a grader's bug stops this notebook, not the class
                 traceback.print_exc()
-                status, res, note = "grader-error", {}, f"the grader failed on this notebook ({type(e).__name__})"
-            finally:
-                with lock:
-                    slots.append(slot)
-        total, text = feedback_text(title, sub.name, tests, res, status, note, unsafe, seed)
+                rec = Record(sub.name, sub.key, "grader-error",
+                             note=f"the grader failed on this notebook ({type(e).__name__})")
+            with lock:
+                answers[sub.name] = answers_of(grader.hw, nb)
+        if how != "kept":
+            rec.seconds = time.time() - t0
+        rec.submitted = gradebook.submitted_at(sub.path)
+        rec.late_days = gradebook.days_late(rec.submitted, deadline)
+        rec.penalty = gradebook.penalty(rec.late_days, table)
+        total, text = feedback_text(title, sub.name, tests, rec.results, rec.status, rec.note, unsafe, rec.seed)
+        if rec.late_days:
+            text += f"\n{rec.late_days} day(s) late: {100 * rec.penalty:g}% off, final mark {rec.final(tests):g}\n"
         try:
             (args.feedback / f"{sub.key}.txt").write_text(text, encoding="utf-8", errors="replace")
+            (args.feedback / f"{sub.key}.html").write_text(report.feedback_page(title, rec, tests, tasks, unsafe),
+                                                          encoding="utf-8", errors="replace")
         except OSError as e:
             print(f"grade.py: {sub.name}'s feedback could not be written: {e}", file=sys.stderr, flush=True)
         with lock:
-            results[k] = (sub.name, res, total, status, seed)
+            records[k] = rec
             done += 1
-            print(f"{sub.name}: {total:g}/{sum(p for _, p in tests):g} ({status}, {time.time() - t0:.0f} s); "
-                  f"{done}/{len(subs)} graded, {len(subs) - done} left" + (" [UNSANDBOXED]" if unsafe else ""),
-                  flush=True)
+            counts[how] += 1
+            print(f"{sub.name}: {total:g}/{maximum:g} ({rec.status}{', ' + how if args.regrade else ''}, "
+                  f"{time.time() - t0:.0f} s); {done}/{len(subs)} graded, {len(subs) - done} left"
+                  + (" [UNSANDBOXED]" if unsafe else ""), flush=True)
 
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
@@ -625,15 +822,39 @@ def main():
         grader.close()
         raise
     pool.shutdown()
+    gradebook.write_csv(args.out, records, tests)
+    gradebook.save_store(state / "store.json", records, str(args.master), digests)
+    if args.lms:
+        gradebook.write_lms(args.lms, args.out.with_name(f"{args.out.stem}_{args.lms}.csv"), records, tests, title)
+    # The class report: the marks' histogram drawn in the grader's kernel.
+    starter = answers_of(grader.hw, json.loads(args.master.with_name(args.master.stem + "_student.ipynb").read_text())) \
+        if args.master.with_name(args.master.stem + "_student.ipynb").is_file() else ""
+    pairs = similarity.similar_pairs(answers, starter)
+    finals = [r.final(tests) for r in records if r.status != "unreadable"]
+    figure = report_dir / "marks.png"
+    histogram = figure.read_bytes() if finals and grader.histogram(finals, maximum, figure) else None
     grader.close()
-    with open(args.out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["student"] + [gid for gid, _ in tests] + ["total", "max", "status", "seed"])
-        for name, res, total, status, seed in results:
-            w.writerow([csv_text(name)] + [pts if res.get(gid, {}).get("passed") else 0 for gid, pts in tests]
-                       + [total, sum(p for _, p in tests), status, "" if seed is None else seed])
+    settings = [
+        ("solution", f"{args.master} (sha256 {hashlib.sha256(args.master.read_bytes()).hexdigest()[:16]})"),
+        ("crate as graded", f"digest {crate_digest()}, without {', '.join(grader.hw.withhold) or 'nothing'}"),
+        ("sandbox", grader.sandbox.isolation()),
+        ("time limits", f"each cell {'--cell-timeout ' + str(args.cell_timeout) + ' s' if args.cell_timeout else '10x the solution, at least 30 s'}; "
+                        f"the notebook {args.timeout} s"),
+        ("hidden inputs", f"seed {args.seed} for every submission" if args.seed is not None
+         else "a seed per submission (in its feedback and the CSV)"),
+        ("late penalty", f"deadline {args.deadline}; {args.late_penalty} % off for the 1st, 2nd, ... day late"
+         if deadline is not None else "no deadline given"),
+        ("this run", ("--regrade: " if args.regrade else "") + f"{counts['graded']} graded, "
+                     f"{counts['rechecked']} checked again, {counts['kept']} kept, {jobs} at a time, "
+                     f"{time.time() - start:.0f} s"),
+        ("date", time.strftime("%Y-%m-%d %H:%M:%S %Z")),
+    ]
+    feedback_link = os.path.relpath(args.feedback.resolve(), report_dir.resolve())
+    (report_dir / "index.html").write_text(
+        report.class_report(title, settings, records, tests, feedback_link, histogram, pairs, similarity.THRESHOLD),
+        encoding="utf-8")
     print(f"graded {len(subs)} notebook(s) in {time.time() - start:.0f} s ({jobs} at a time) -> {args.out}, "
-          f"feedback in {args.feedback}/")
+          f"feedback in {args.feedback}/, the class report in {report_dir / 'index.html'}")
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def canonical(data, ext, dest):
             dest.write_text(json.dumps(canonical_figure(json.loads(data, parse_constant=no_constant))))
         else:
             return f"a .{ext} file"
-    except Exception as e:  # noqa: BLE001: whatever the data provokes, it is this value's failure
+    except Exception as e:  # noqa: BLE001 -- whatever the data provokes, it is this value's failure
         return f"unreadable ({type(e).__name__}: {str(e)[:100]})"
     return None
 

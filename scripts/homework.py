@@ -62,7 +62,7 @@ def split_args(text):
     """`a: Tensor, b: Vec<f64>` -> [("a", "Tensor"), ("b", "Vec<f64>")]."""
     parts, depth, cur = [], 0, ""
     for ch in text:
-        depth += ch in "<([" 
+        depth += ch in "<(["
         depth -= ch in ">)]"
         if ch == "," and depth == 0:
             parts.append(cur)

@@ -65,7 +65,8 @@ class SandboxedGrading(NbGraderPreprocessor):
         grader = self.grader_for(resources)
         import secrets
         seed = secrets.randbits(62)
-        status, results, note, _ = grader.grade_notebook(nb, grader.limits, slot=0, seed=seed)
+        g = grader.grade_notebook(nb, grader.limits, slot=0, seed=seed)
+        status, results, note = g.status, g.results, g.note
         self.log.info("graded in a sandbox (hidden tests' inputs: seed %d): %s%s", seed, status,
                       f" ({note})" if note else "")
         for cell in nb.cells:

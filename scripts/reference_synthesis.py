@@ -54,7 +54,7 @@ def make_fooling_image(X, target_y, model, clamp=True, max_steps=100):
     X_fooling = X_fooling.requires_grad_()
     learning_rate = 1
     steps = 0
-    for i in range(max_steps):
+    for _ in range(max_steps):
         scores = model(X_fooling)
         _, index = scores.data.max(dim=1)
         if index[0] == target_y:

@@ -44,6 +44,9 @@ DEP_LIMIT = 900  # a `:dep` cell on a cold build folder compiles tch
 START_LIMIT = 300  # the kernel's start: a copy of evcxr's build folder, then evcxr
 MESSAGE_CAP = 48 << 20  # bytes of one output message (a hand-in line of a big tensor is 1.6 MB)
 OUTCOME_WAIT = 5.0  # seconds a finished test cell's outcome line may trail its reply
+# The figures the student's own cells draw, kept for the feedback page: per
+# cell, in all, and the size of each (base64 text); grade.py re-encodes them.
+FIGURES_PER_CELL, FIGURES_IN_ALL, FIGURE_CAP = 3, 12, 4 << 20
 INTERRUPT_WAIT = 30.0  # seconds an interrupted cell gets to answer
 
 
@@ -172,6 +175,7 @@ class Collector:
         self.handins = HandIns(tests)
         self.owner = {}  # request msg_id -> the cell's record
         self.current = None
+        self.figures_left = FIGURES_IN_ALL
 
     def on_iopub(self, msg):
         parent = msg.get("parent_header", {}).get("msg_id")
@@ -192,7 +196,12 @@ class Collector:
         elif t == "error" and cell is not None:
             cell["errors"].append(f"{content.get('ename', '')}: {content.get('evalue', '')}".strip())
         elif t in ("display_data", "execute_result") and cell is not None:
-            cell["figures"] += "image/png" in content.get("data", {})
+            png = content.get("data", {}).get("image/png")
+            cell["figures"] += png is not None
+            if (cell.get("role") in ("answer", "added") and isinstance(png, str) and len(png) <= FIGURE_CAP
+                    and len(cell["pngs"]) < FIGURES_PER_CELL and self.figures_left > 0):
+                cell["pngs"].append(png)
+                self.figures_left -= 1
         elif t == "status" and in_cell and content.get("execution_state") == "idle":
             cell["idle"] = True
 
@@ -224,7 +233,7 @@ class Collector:
         """Runs one cell: interrupted at `limit` seconds (then given
         INTERRUPT_WAIT to answer), the kernel stopped at once at
         `hard_deadline` (the notebook's, on time.monotonic())."""
-        cell = {**meta, "stdout": "", "stderr": "", "errors": [], "figures": 0, "notes": [], "idle": False,
+        cell = {**meta, "stdout": "", "stderr": "", "errors": [], "figures": 0, "pngs": [], "notes": [], "idle": False,
                 "ran": True, "timed_out": False, "killed": False, "seconds": None,
                 "test": meta.get("id") if meta.get("role") == "test" else None}
         msg_id = self.kc.execute(source, store_history=True, allow_stdin=False, stop_on_error=False)
@@ -278,7 +287,7 @@ def report_of(cell):
     return {"role": cell.get("role", ""), "id": cell.get("id"), "errors": errors[:REPORT_TEXT],
             "stdout": cell["stdout"][:REPORT_TEXT], "seconds": cell["seconds"], "ran": cell["ran"],
             "timed_out": cell["timed_out"], "killed": cell["killed"], "figures": cell["figures"],
-            "notes": cell["notes"][:10]}
+            "pngs": cell["pngs"], "after": cell.get("after"), "notes": cell["notes"][:10]}
 
 
 def run(job):

@@ -397,3 +397,28 @@ fn methods_compared_on_five_images() {
         );
     }
 }
+
+/// The grader's marks histogram: a bar per whole mark, labelled at whole
+/// counts.
+#[test]
+fn the_class_reports_marks_as_bars() {
+    let labels: Vec<String> = (0..=7).map(|m| m.to_string()).collect();
+    let counts = [1.0, 0.0, 2.0, 0.0, 5.0, 3.0, 9.0, 12.0];
+    let fig = plot::BarChart::new("marks", &labels, &counts)
+        .unwrap()
+        .with_axes("mark", "students")
+        .render()
+        .unwrap();
+    save(&fig, "class_report_marks.png");
+    let blue = |x: u32| {
+        (0..fig.height())
+            .filter(|&y| fig.pixel(x, y).unwrap() == [0x1f, 0x77, 0xb4])
+            .count()
+    };
+    // Bar centres across the plotting area (56 px of labels, 12 of margin).
+    let width = fig.width() - 56 - 24;
+    let centre = |i: u32| 12 + 56 + (2 * i + 1) * width / 16;
+    let heights: Vec<usize> = (0..8).map(|i| blue(centre(i))).collect();
+    assert_eq!(heights[1], 0, "{heights:?}");
+    assert!(heights[7] > heights[6] && heights[6] > heights[4] && heights[4] > heights[2]);
+}

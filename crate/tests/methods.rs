@@ -210,7 +210,9 @@ fn the_tunnel_over_each_method_keeps_its_identities() {
         Box::new(Occlusion::default().with_window(112).with_stride(112)),
         Box::new(Deconvolution),
         Box::new(DeepLift::default()),
-        Box::new(Lrp::new(saliency_lab::attribution::LrpRule::EpsilonGammaBox)),
+        Box::new(Lrp::new(
+            saliency_lab::attribution::LrpRule::EpsilonGammaBox,
+        )),
     ];
     for m in methods {
         let name = m.name();

@@ -379,6 +379,22 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         ("alice (alice.ipynb)", "0", &TESTS),
         ("alice (alice/)", "0", &TESTS),
     ];
+    // The forging thread floods the kernel's output (1000 lines a second,
+    // a third of them 8 KB), which can hold a cell past its limit under
+    // load: then the kernel is interrupted and loses its variables, the row
+    // says timeout, and test_shape is lost too. Either way nothing is
+    // gained.
+    let mut expected = expected.to_vec();
+    if rows
+        .iter()
+        .any(|r| r["student"] == "hostile_wire_forge" && r["status"] == "timeout")
+    {
+        for e in &mut expected {
+            if e.0 == "hostile_wire_forge" {
+                *e = ("hostile_wire_forge", "0", &TESTS);
+            }
+        }
+    }
     check_grades(&rows, &TESTS, &expected, &out);
     let status = |s: &str| rows.iter().find(|r| r["student"] == s).unwrap()["status"].clone();
     assert_eq!(status("endless"), "timeout");
@@ -432,16 +448,82 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         "{}",
         fb("fifo")
     );
-    // One feedback file per row, none written over another; no terminal
-    // escape in the progress lines.
-    let files = std::fs::read_dir(dir.join("feedback")).unwrap().count();
-    assert_eq!(files, rows.len(), "feedback files");
+    // One feedback text and page per row, none written over another; no
+    // terminal escape in the progress lines.
+    let files: Vec<String> = std::fs::read_dir(dir.join("feedback"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for ext in [".txt", ".html"] {
+        let n = files.iter().filter(|f| f.ends_with(ext)).count();
+        assert_eq!(n, rows.len(), "feedback files {ext}: {files:?}");
+    }
+    check_report(&dir, &rows, &TESTS);
+    // A feedback page: the verdicts and the student's own figure, never
+    // the hidden tests' code.
+    let page = std::fs::read_to_string(dir.join("feedback/correct.html")).unwrap();
+    assert!(page.contains("Score: <b>7 / 7</b>") && page.contains("data:image/png;base64,"));
+    for hidden in ["BEGIN HIDDEN", "normal_cdf", "assert", "hand_in"] {
+        assert!(
+            !page.contains(hidden) && !fb("no_abs").contains(hidden),
+            "{hidden}"
+        );
+    }
+    assert!(!page.contains("<script"));
     assert!(
         !out.contains('\u{1b}'),
         "a terminal escape in grade.py's output: {out:?}"
     );
     // A line per notebook, with what is left.
     assert!(out.contains("35/35 graded, 0 left"), "{out}");
+}
+
+/// The class report beside the CSV: each test's pass rate as the CSV has
+/// it, every student, the histogram drawn; the near-identical answers
+/// listed (the kept submissions share their answers where one was made
+/// from another: `hostile_collector` is `correct` with a cell added) and no
+/// pair of the independent honest ones.
+fn check_report(dir: &Path, rows: &[HashMap<String, String>], tests: &[&str]) {
+    let page = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
+    let graded: Vec<_> = rows
+        .iter()
+        .filter(|r| r["status"] != "unreadable")
+        .collect();
+    for t in tests {
+        let passed = graded.iter().filter(|r| r[*t] != "0").count();
+        let row = format!(
+            "data-test=\"{t}\" data-passed=\"{passed}\" data-graded=\"{}\"",
+            graded.len()
+        );
+        assert!(page.contains(&row), "{row} not in the report");
+    }
+    assert_eq!(page.matches("data-student=").count(), rows.len());
+    assert!(page.contains("<img id=\"histogram\""), "no histogram");
+    assert!(!page.contains("<script"), "a script in the report");
+    let similar = &page[page
+        .find("<table id=\"similar\"")
+        .expect("the similar pairs")..];
+    let similar = &similar[..similar.find("</table>").unwrap()];
+    assert!(
+        similar.contains("<td>correct</td><td>hostile_collector</td>"),
+        "{similar}"
+    );
+    let honest = [
+        "correct",
+        "one_at_a_time",
+        "one_batch",
+        "chunked",
+        "other_seed",
+        "running_mean",
+    ];
+    for a in honest {
+        for b in honest {
+            assert!(
+                !similar.contains(&format!("<td>{a}</td><td>{b}</td>")),
+                "{a} and {b} listed as near-identical"
+            );
+        }
+    }
 }
 
 /// The kept submissions, copied, and beside them what an archive of
@@ -576,6 +658,117 @@ fn grading_the_deletion_homework() {
     assert!(
         fb.contains("`CausalMetric`") && fb.contains("withholds"),
         "{fb}"
+    );
+}
+
+/// A class graded, then graded again after the instructor changed a test:
+/// where only a test's hidden checks changed, the values each notebook
+/// handed in are checked again (no notebook runs), and only verdicts that
+/// changed are new; `--student` grades one student again and keeps the
+/// rest. Late submissions (nbgrader's `timestamp.txt`) lose the table's
+/// share; the Canvas file has Canvas's layout.
+#[test]
+#[ignore = "needs set-up's Jupyter and Rust kernel (scripts/test runs it)"]
+fn regrading_reruns_only_what_changed() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("regrading");
+    let class = dir.join("class");
+    for (student, file, stamp) in [
+        ("alice", "correct", "2026-12-02 23:00:00.000000 UTC"),
+        ("bob", "no_abs", "2026-12-01 11:00:00.000000 UTC"),
+    ] {
+        let d = class.join(student);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(
+            repo_root().join(format!("crate/tests/submissions/{file}.ipynb")),
+            d.join("homework_smoothgrad.ipynb"),
+        )
+        .unwrap();
+        std::fs::write(d.join("timestamp.txt"), stamp).unwrap();
+    }
+    let master = dir.join("homework_smoothgrad.ipynb");
+    let solution =
+        std::fs::read_to_string(repo_root().join("notebooks/homework_smoothgrad.ipynb")).unwrap();
+    std::fs::write(&master, &solution).unwrap();
+    let grade = |extra: &[&str]| {
+        let mut c = script("grade.py");
+        c.arg(&class)
+            .arg("--master")
+            .arg(&master)
+            .args(["--cell-timeout", "120", "--seed", "3"])
+            .arg("--out")
+            .arg(dir.join("grades.csv"))
+            .arg("--feedback")
+            .arg(dir.join("feedback"))
+            .args([
+                "--lms",
+                "canvas",
+                "--deadline",
+                "2026-12-01T12:00+00:00",
+                "--late-penalty",
+                "10,20,50",
+            ])
+            .args(extra);
+        run(c)
+    };
+    grade(&[]);
+    let rows = read_csv(&dir.join("grades.csv"));
+    let row = |s: &str| rows.iter().find(|r| r["student"] == s).unwrap().clone();
+    let alice = row("alice");
+    assert_eq!(
+        (
+            alice["total"].as_str(),
+            alice["late_days"].as_str(),
+            alice["final"].as_str()
+        ),
+        ("7", "2", "5.6"),
+        "{alice:?}"
+    );
+    let bob = row("bob");
+    assert_eq!(
+        (bob["total"].as_str(), bob["late_days"].as_str()),
+        ("6", "0"),
+        "{bob:?}"
+    );
+    let canvas = std::fs::read_to_string(dir.join("grades_canvas.csv")).unwrap();
+    let lines: Vec<&str> = canvas.lines().collect();
+    assert!(
+        lines[0].starts_with("Student,ID,SIS User ID,SIS Login ID,Section,"),
+        "{canvas}"
+    );
+    assert!(lines[1].starts_with("Points Possible,,,,,7"), "{canvas}");
+    assert!(lines.contains(&"alice,,,alice,,5.6"), "{canvas}");
+
+    // Only test_map's hidden check changed: checked again, nothing run.
+    let changed = solution.replace(
+        "max over channels of the absolute value",
+        "the largest absolute value over the channels",
+    );
+    assert_ne!(changed, solution);
+    std::fs::write(&master, changed).unwrap();
+    let out = grade(&["--regrade"]);
+    assert!(
+        out.contains("alice: 7/7 (ok, rechecked") && out.contains("bob: 6/7 (ok, rechecked"),
+        "{out}"
+    );
+    let report = std::fs::read_to_string(dir.join("report/index.html")).unwrap();
+    assert!(
+        report.contains("0 graded, 2 checked again, 0 kept"),
+        "{report}"
+    );
+    // bob's test_map has its new message: a new verdict; alice's are not.
+    let bob_fb = std::fs::read_to_string(dir.join("feedback/bob.txt")).unwrap();
+    assert!(
+        bob_fb.contains("the largest absolute value over the channels"),
+        "{bob_fb}"
+    );
+    assert_eq!(report.matches(" new\">").count(), 1, "{report}");
+
+    // One student again: alice runs, bob is kept.
+    let out = grade(&["--regrade", "--student", "alice"]);
+    assert!(
+        out.contains("alice: 7/7 (ok, graded") && out.contains("bob: 6/7 (ok, kept"),
+        "{out}"
     );
 }
 

@@ -14,11 +14,13 @@
 //! | curves: deletion and insertion, Spearman per layer, convergence | [`LineChart`] |
 //! | fooling images beside their originals and their differences (CS231n) | [`fooling_grid`] |
 //! | images synthesised for classes, in a row | [`image_row`] |
+//! | counts by category (the marks in the grader's class report) | [`BarChart`] |
 //!
 //! Beyond the lab: colour bars in the map's units and one colour scale shared
 //! by several maps ([`Grid::with_colorbar`], [`Scale::Shared`]), and maps
 //! blended over their images ([`Panel::overlay`], [`overlay_grid`]).
 
+mod bars;
 mod colormap;
 mod figure;
 mod grid;
@@ -26,6 +28,7 @@ mod hist;
 mod lines;
 mod synthesis;
 
+pub use bars::BarChart;
 pub use colormap::{Colormap, Rgb};
 pub use figure::{Figure, PanelInfo, PanelKind};
 pub use grid::{map_array, Grid, Panel, Scale};
