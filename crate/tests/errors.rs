@@ -38,7 +38,7 @@ fn write_npz<A: ndarray_npy::WritableElement, B: ndarray_npy::WritableElement>(
     let path = tmp(name);
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
     let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let (mut xb, mut yb) = (Vec::new(), Vec::new());
     x.write_npy(&mut xb).unwrap();
     y.write_npy(&mut yb).unwrap();

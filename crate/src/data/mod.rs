@@ -174,12 +174,14 @@ pub fn load_imagenet_val(path: impl AsRef<Path>) -> Result<ImagenetVal> {
 
     let mut member = |name: &str| -> Result<(Vec<u8>, PathBuf)> {
         let inner = path.join(format!("{name}.npy"));
-        let index = zip
-            .index_for_name(&format!("{name}.npy"))
-            .or_else(|| zip.index_for_name(name))
-            .ok_or_else(|| Error::format(path, format!("no member `{name}.npy` in the npz")))?;
+        let npy = format!("{name}.npy");
+        let stored = [npy.as_str(), name]
+            .into_iter()
+            .find(|n| zip.file_names().any(|f| f == *n))
+            .ok_or_else(|| Error::format(path, format!("no member `{npy}` in the npz")))?
+            .to_owned();
         let mut f = zip
-            .by_index(index)
+            .by_name(&stored)
             .map_err(|e| Error::format(&inner, format!("cannot open member: {e}")))?;
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes)

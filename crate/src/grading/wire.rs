@@ -17,9 +17,9 @@ use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
-use ndarray::{ArrayD, IxDyn};
+use ndarray::ArrayD;
 use ndarray_npy::{ReadNpyExt, ReadableElement, WritableElement, WriteNpyExt};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::plot::{Figure, PanelInfo};
@@ -86,26 +86,13 @@ fn write_array<A: WritableElement>(w: &mut dyn Write, a: &ArrayD<A>) -> Result<(
         .map_err(|e| Error::io("hand-in", std::io::Error::other(e.to_string())))
 }
 
-fn tensor_array<A: tch::kind::Element + Copy + Default>(
-    t: &Tensor,
-    kind: Kind,
-) -> Result<ArrayD<A>> {
-    let t = t
-        .detach()
-        .to_device(Device::Cpu)
-        .f_to_kind(kind)?
-        .contiguous();
-    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-    let mut data = vec![A::default(); t.numel()];
-    t.f_copy_data(&mut data, t.numel())?;
-    ArrayD::from_shape_vec(IxDyn(&shape), data)
-        .map_err(|e| Error::shape("hand_in", "a dense tensor", e.to_string()))
+fn tensor_array<A: tch::kind::Element + Copy>(t: &Tensor) -> Result<ArrayD<A>> {
+    Ok((&t.detach()).try_into()?)
 }
 
-fn array_tensor<A: tch::kind::Element + Copy>(a: &ArrayD<A>) -> Tensor {
-    let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
-    let data: Vec<A> = a.iter().copied().collect();
-    Tensor::from_slice(&data).view(shape.as_slice())
+fn array_tensor<A: tch::kind::Element + Copy>(a: &ArrayD<A>) -> Result<Tensor> {
+    // A `.npy` may be in Fortran order; tch takes a standard layout.
+    Ok(Tensor::try_from(&a.as_standard_layout())?)
 }
 
 /// Tensors keep their kind where `.npy` has it (float32, float64, int64,
@@ -114,30 +101,25 @@ impl HandIn for Tensor {
     const EXT: &'static str = "npy";
     fn write(&self, w: &mut dyn Write) -> Result<()> {
         match self.kind() {
-            Kind::Double => write_array(w, &tensor_array::<f64>(self, Kind::Double)?),
-            Kind::Bool => write_array(w, &tensor_array::<bool>(self, Kind::Bool)?),
+            Kind::Double => write_array(w, &tensor_array::<f64>(self)?),
+            Kind::Bool => write_array(w, &tensor_array::<bool>(self)?),
             Kind::Uint8 | Kind::Int8 | Kind::Int16 | Kind::Int | Kind::Int64 => {
-                write_array(w, &tensor_array::<i64>(self, Kind::Int64)?)
+                write_array(w, &tensor_array::<i64>(self)?)
             }
-            _ => write_array(w, &tensor_array::<f32>(self, Kind::Float)?),
+            _ => write_array(w, &tensor_array::<f32>(self)?),
         }
     }
     fn read(path: &Path) -> Result<Self> {
         if let Ok(a) = read_array::<f32>(path) {
-            return Ok(array_tensor(&a));
+            return array_tensor(&a);
         }
         if let Ok(a) = read_array::<f64>(path) {
-            return Ok(array_tensor(&a));
+            return array_tensor(&a);
         }
         if let Ok(a) = read_array::<i64>(path) {
-            return Ok(array_tensor(&a));
+            return array_tensor(&a);
         }
-        let a = read_array::<bool>(path)?;
-        let shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
-        let data: Vec<u8> = a.iter().map(|&b| u8::from(b)).collect();
-        Ok(Tensor::from_slice(&data)
-            .view(shape.as_slice())
-            .to_kind(Kind::Bool))
+        array_tensor(&read_array::<bool>(path)?)
     }
 }
 
