@@ -58,7 +58,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from nbshared import ROOT, lab_home
+
 GFLOP_PER_MAP = 1.4
 
 
@@ -449,7 +450,7 @@ def main():
     ap.add_argument("--synthesis-only", action="store_true", help="time only the fooling images and class visualisations")
     ap.add_argument("--methods-only", action="store_true", help="time only the methods against their references (--methods)")
     ap.add_argument("--rust-bin", type=Path, help="a prebuilt bench example (where there is no Rust toolchain, e.g. a GPU machine)")
-    ap.add_argument("--out", type=Path, default=Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "bench")
+    ap.add_argument("--out", type=Path, default=lab_home() / "bench")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=25, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -471,7 +472,7 @@ def main():
         return
 
     import numpy as np
-    home = Path(os.environ.get("SALIENCY_LAB_HOME", Path.home() / ".cache/saliency-lab"))
+    home = lab_home()
     mirror = os.environ.get("SALIENCY_LAB_MIRROR")
     def find(sub, name):
         for p in ([Path(mirror) / sub / name, Path(mirror) / name] if mirror else []) + [home / "assets" / sub / name]:

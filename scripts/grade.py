@@ -49,10 +49,7 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import sys
-import unicodedata
-import tempfile
 import threading
 import time
 import traceback
@@ -65,14 +62,16 @@ import gradebook  # noqa: E402
 import report  # noqa: E402
 import similarity  # noqa: E402
 from gradebook import Record  # noqa: E402
-from handin import VALUE_EXT, canonical, decode_report  # noqa: E402
+from checker import Checker, failure_message  # noqa: E402
+from handin import VALUE_EXT, canonical, clean, safe_png  # noqa: E402
 from homework import Homework, HomeworkError, rust_str  # noqa: E402
-from nbshared import ROOT, copy_build_folder, cores_each, lab_home, save_timing, source_of, timing_file  # noqa: E402
-from sandbox import Sandbox, SandboxUnavailable, crate_digest, physical_memory, withhold_spec  # noqa: E402
+from nbshared import ROOT, cores_each, lab_home, save_timing, source_of, timing_file  # noqa: E402
+from sandbox import Sandbox, SandboxUnavailable, physical_memory  # noqa: E402
+from sandbox_worker import read_report  # noqa: E402
+from submissions import read_submission, submissions_in  # noqa: E402
+from withhold import crate_digest, withhold_spec  # noqa: E402
 
 MASTER = ROOT / "notebooks" / "homework_smoothgrad.ipynb"
-SUBMISSION_CAP = 32 << 20
-CHECKS_TIMEOUT = 600  # the first checks compute the references (SmoothGrad, RISE)
 
 
 @dataclass
@@ -85,140 +84,6 @@ class Graded:
     note: str = ""
     timing: dict = None
     figures: list = None
-
-
-def safe_png(b64):
-    """A figure a submission drew, as PNG bytes re-encoded by Pillow (its
-    pixels, nothing else of the file), or None for anything else."""
-    import base64
-    import io
-    from PIL import Image
-    try:
-        raw = base64.b64decode(b64, validate=True)
-        with Image.open(io.BytesIO(raw)) as im:
-            if im.format != "PNG" or im.width * im.height > 16_000_000:
-                return None
-            out = io.BytesIO()
-            im.convert("RGB").save(out, "PNG")
-        return out.getvalue()
-    except Exception:  # noqa: BLE001 -- anything a student's kernel sent
-        return None
-
-
-def for_student(message):
-    """A check's message as the student reads it: an `assert_eq!`'s
-    expected value (the reference's) left out; its own words, and the
-    student's value, kept."""
-    m = re.match(r"assertion `left [!=]= right` failed(?:: (?P<say>.*?))?\s+left: (?P<left>.*?)\s+right: .*$",
-                 message, re.S)
-    if m:
-        say = (m.group("say") or "").strip() or "the value is not the one expected"
-        return f"{say} (yours: {m.group('left').strip()[:200]})"
-    return message
-
-
-def failure_message(text):
-    """The line a student should read: the message, not the panic's location."""
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("thread '", "panicked at", "stack backtrace", "note:")):
-            return line[:300]
-    return text.strip()[:300] or "failed"
-
-
-class Checker:
-    """The grader's own kernel, outside any sandbox, on set-up's full crate:
-    one cell defining every test's checks (with its own run of the
-    solution's set-up code), then per submission one call of them on the
-    values it handed in. No code of a student's runs here: it reads their
-    values as data (checked and rewritten by `canonical` first)."""
-
-    def __init__(self, hw, threads=None):
-        self.hw, self.threads = hw, threads
-        self.lock = threading.Lock()
-        self.km = self.kc = None
-        self.dir = tempfile.TemporaryDirectory(prefix="grading-checks-")
-        os.chmod(self.dir.name, 0o700)
-
-    def start(self):
-        from jupyter_client.manager import KernelManager
-        env = dict(os.environ)
-        env["SALIENCY_LAB_EVCXR_TMPDIR"] = str(copy_build_folder("checker"))
-        if self.threads:
-            env["OMP_NUM_THREADS"] = str(self.threads)
-        self.km = KernelManager(kernel_name="rust")
-        self.km.start_kernel(cwd=str(ROOT / "notebooks"), env=env)
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=120)
-        for source in self.hw.checker_cells():
-            errors = self.run(source, 900)
-            if errors:
-                raise RuntimeError(f"the grader's kernel could not define the checks: {errors[:2000]}")
-
-    def run(self, code, timeout):
-        """Runs a cell; returns its error text ('' if none)."""
-        errors = []
-
-        def hook(msg):
-            t, c = msg["msg_type"], msg["content"]
-            if t == "error":
-                errors.append(f"{c.get('ename', '')}: {c.get('evalue', '')}")
-            elif t == "stream" and c.get("name") == "stderr":
-                errors.append(c.get("text", ""))
-
-        reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=hook)
-        if reply["content"].get("status") != "ok" and not errors:
-            errors.append(reply["content"].get("evalue", "the cell failed"))
-        return "".join(errors).strip()
-
-    def verdicts(self, folder, tests, seeds):
-        """{test id: (passed, message)} for `tests`, checked on the values
-        in `folder` with the inputs drawn from `seeds[test id]`; None if the
-        grader's kernel failed on them twice (a new kernel each time)."""
-        if not tests:
-            return {}
-        with self.lock:
-            for _ in range(2):
-                record = Path(self.dir.name) / f"verdicts-{time.monotonic_ns()}.tsv"
-                try:
-                    if self.km is None:
-                        self.start()
-                    errors = self.run(self.hw.checks_call(folder, record, tests, seeds), CHECKS_TIMEOUT)
-                except Exception as e:  # noqa: BLE001 -- hung, died, or could not start
-                    errors = f"{type(e).__name__}: {e}"
-                found = {}
-                if record.exists():
-                    for line in record.read_text(errors="replace").split("\n"):
-                        if not line:
-                            continue
-                        gid, status, message = (line.split("\t", 2) + ["", ""])[:3]
-                        # One verdict per test: a second one is not an update.
-                        found[gid] = ((False, "two verdicts for one test") if gid in found
-                                      else (status == "pass", for_student(message)))
-                if all(t.id in found for t in tests):
-                    return {t.id: found[t.id] for t in tests}
-                print(f"grade.py: the grader's kernel gave no verdict ({clean(errors)[:500]}); starting a new one",
-                      file=sys.stderr, flush=True)
-                self.close()
-            return None
-
-    def close(self):
-        if self.kc is not None:
-            self.kc.stop_channels()
-        if self.km is not None:
-            try:
-                self.km.shutdown_kernel(now=True)
-            except Exception:
-                pass
-        self.km = self.kc = None
-
-
-def clean(text):
-    """Text from a sandbox made safe to print and write: valid UTF-8, no
-    control characters but newlines and tabs."""
-    text = str(text).encode("utf-8", "replace").decode("utf-8", "replace")
-    return "".join(c if c in "\n\t" or (c.isprintable() and c not in "\u2028\u2029") else "?" for c in text)
 
 
 MISSING = re.compile(r"(?:cannot find|unresolved import|could not find|no function or associated item named"
@@ -248,28 +113,6 @@ def withheld_note(cells, names, features):
     what = ", ".join(f"`{n}`" for n in sorted(used)) or ", ".join(f"the crate's `{f}`" for f in sorted(runtime))
     return (f"your answer uses {what}, the crate's own answer to this homework, which grading withholds: "
             "the task is to write it yourself")
-
-
-def sandbox_result(result, tests):
-    """The collector's report, its cells' text made safe to print (the
-    student's output), and its hand-ins decoded; None if it is not one."""
-    if not isinstance(result, dict) or not isinstance(result.get("cells"), list):
-        return None
-    cells = []
-    for c in result["cells"]:
-        if not isinstance(c, dict):
-            return None
-        cells.append({
-            "role": c.get("role") if isinstance(c.get("role"), str) else "",
-            "id": c.get("id") if isinstance(c.get("id"), str) else None,
-            "errors": clean(c.get("errors", ""))[:4096],
-            "ran": bool(c.get("ran")), "timed_out": bool(c.get("timed_out")), "killed": bool(c.get("killed")),
-            "seconds": c["seconds"] if isinstance(c.get("seconds"), (int, float)) else None,
-            "after": c.get("after") if isinstance(c.get("after"), str) else None,
-            "pngs": [x for x in c.get("pngs", [])[:3] if isinstance(x, str)] if isinstance(c.get("pngs"), list) else [],
-        })
-    return {"cells": cells, "error": clean(result.get("error") or "")[:300],
-            "hand_in": decode_report(result.get("hand_in"), tests)}
 
 
 def test_seeds(seed, tests):
@@ -341,7 +184,7 @@ class Grader:
         if result is None:
             status = "timeout" if "did not finish" in note else "error"
             return Graded(status, fail_all(f"not graded: {note}"), note, {}, [])
-        result = sandbox_result(result, ids)
+        result = read_report(result, ids)
         if result is None:
             return Graded("error", fail_all("not graded: the collector's report was unreadable"), "unreadable report",
                           {}, [])
@@ -488,142 +331,6 @@ def grading_lock(log):
         log("another grading run holds the grading folder; waiting for it to finish ...")
         fcntl.flock(f, fcntl.LOCK_EX)
     return f
-
-
-NAME_CAP = 80  # characters of a student's name as shown
-
-
-@dataclass
-class Submission:
-    """One student's entry in the submissions folder: `name` as shown and in
-    the CSV (printable, at most NAME_CAP characters), `key` its feedback
-    file's name (unique, plain, short), and its notebook (`path`) or why
-    there is none (`why`)."""
-    name: str
-    key: str
-    path: Path = None
-    why: str = ""
-
-
-def shown_name(raw):
-    """A file name's bytes as a name to show: UTF-8 (anything else replaced),
-    no control or format characters, at most NAME_CAP characters."""
-    text = raw.decode("utf-8", "replace")
-    text = "".join("?" if unicodedata.category(ch).startswith("C") else ch for ch in text).strip()
-    if len(text) > NAME_CAP:
-        text = text[:NAME_CAP - 1] + "\u2026"
-    return text or "(no name)"
-
-
-def kind_of(mode):
-    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return kind
-    return "not a regular file"
-
-
-def submissions_in(folder, master):
-    """One Submission per student: `NAME.ipynb`, or the notebook in a folder
-    `NAME/` (the one named like the homework where there are several).
-    Nothing is followed or opened here: a symbolic link (to the solution, to
-    a classmate's notebook), a FIFO, a device or a socket named `.ipynb` is a
-    row saying so. Entries in the order of their names' bytes."""
-    wanted = {(master.stem + ".ipynb").encode(), (master.stem + "_student.ipynb").encode()}
-    found = []  # (name's bytes, entry's bytes, notebook path or None, why)
-    with os.scandir(folder) as it:
-        entries = sorted(it, key=lambda e: os.fsencode(e.name))
-    for e in entries:
-        raw = os.fsencode(e.name)
-        try:
-            mode = os.lstat(e.path).st_mode
-        except OSError as err:
-            found.append((raw, raw, None, f"could not be read ({err.strerror})"))
-            continue
-        if stat.S_ISDIR(mode):
-            nbs, others = [], []
-            try:
-                with os.scandir(e.path) as inner:
-                    for q in sorted(inner, key=lambda q: os.fsencode(q.name)):
-                        if os.fsencode(q.name).endswith(b".ipynb"):
-                            qmode = os.lstat(q.path).st_mode
-                            (nbs if stat.S_ISREG(qmode) else others).append((q, qmode))
-            except OSError as err:
-                found.append((raw, raw + b"/", None, f"its folder could not be read ({err.strerror})"))
-                continue
-            named = [q for q, _ in nbs if os.fsencode(q.name) in wanted]
-            if len(nbs) == 1 or len(named) == 1:
-                found.append((raw, raw + b"/", Path((named or [nbs[0][0]])[0].path), ""))
-            elif nbs:
-                listed = ", ".join(shown_name(os.fsencode(q.name)) for q, _ in nbs)[:200]
-                found.append((raw, raw + b"/", None, f"several notebooks ({listed}): name yours {master.stem}_student.ipynb"))
-            elif others:
-                found.append((raw, raw + b"/", None, f"its notebook is {kind_of(others[0][1])}, not a notebook file"))
-            else:
-                found.append((raw, raw + b"/", None, "no notebook in its folder"))
-        elif raw.endswith(b".ipynb"):
-            if stat.S_ISREG(mode):
-                found.append((raw[:-6], raw, Path(e.path), ""))
-            else:
-                found.append((raw[:-6], raw, None, f"{kind_of(mode)}, not a notebook file"))
-        elif stat.S_ISLNK(mode) and os.path.isdir(e.path):
-            found.append((raw, raw, None, "a symbolic link, not a notebook"))
-    names = [shown_name(n) for n, *_ in found]
-    subs, keys = [], set()
-    for (stem, entry, path, why), name in zip(found, names):
-        if names.count(name) > 1:  # alice.ipynb and alice/: each named for its entry
-            name = shown_name(stem + b" (" + entry + b")")
-        key = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "student"
-        if key != name or key in keys:
-            key = f"{key}-{hashlib.sha256(entry).hexdigest()[:10]}"
-        keys.add(key)
-        subs.append(Submission(name, key, path, why))
-    return subs
-
-
-def read_submission(sub):
-    """The submission's JSON, or why it cannot be read. Opened without
-    following a link and without waiting on a FIFO; read only if it is a
-    regular file, and only up to the cap."""
-    if sub.path is None:
-        return None, sub.why
-    try:
-        fd = os.open(sub.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                return None, f"{kind_of(mode)}, not a notebook file"
-            data = f.read(SUBMISSION_CAP + 1)
-        if len(data) > SUBMISSION_CAP:
-            return None, f"the notebook is over {SUBMISSION_CAP >> 20} MB"
-        nb = json.loads(data.decode("utf-8"))
-        if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-            return None, "not a notebook (no list of cells)"
-        return nb, ""
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        return None, f"the notebook could not be read ({type(e).__name__}: {clean(e)[:200]})"
-
-
-def feedback_text(title, name, tests, results, status, note, unsafe, seed=None):
-    total = sum(pts for gid, pts in tests if results.get(gid, {}).get("passed"))
-    lines = [f"{title}: {name}", f"Score: {total:g} / {sum(p for _, p in tests):g}", ""]
-    if seed is not None:
-        lines += [f"The hidden tests' inputs were drawn with seed {seed} (scripts/grade.py --seed {seed} draws them "
-                  "again).", ""]
-    if unsafe:
-        lines += ["GRADED WITHOUT A SANDBOX (--unsafe-no-sandbox): these marks are not protected from the code graded,",
-                  "and the crate's own answer to the homework was within its reach", ""]
-    if note:
-        lines += [f"Note: {note}", ""]
-    for gid, pts in tests:
-        r = results.get(gid)
-        if r is None:
-            lines.append(f"{gid} (0/{pts:g}): not run ({status})")
-        elif r["passed"]:
-            lines.append(f"{gid} ({pts:g}/{pts:g}): passed")
-        else:
-            lines.append(f"{gid} (0/{pts:g}): failed: {clean(r['message'])}")
-    return total, "\n".join(lines) + "\n"
 
 
 def default_jobs():
@@ -797,7 +504,7 @@ def main():
         rec.submitted = gradebook.submitted_at(sub.path)
         rec.late_days = gradebook.days_late(rec.submitted, deadline)
         rec.penalty = gradebook.penalty(rec.late_days, table)
-        total, text = feedback_text(title, sub.name, tests, rec.results, rec.status, rec.note, unsafe, rec.seed)
+        total, text = report.feedback_text(title, sub.name, tests, rec.results, rec.status, rec.note, unsafe, rec.seed)
         if rec.late_days:
             text += f"\n{rec.late_days} day(s) late: {100 * rec.penalty:g}% off, final mark {rec.final(tests):g}\n"
         try:

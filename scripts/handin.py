@@ -1,5 +1,6 @@
 """The values a graded test hands in: their wire format, the collector's
-rules for taking them, and the grader's own checked copies. The Rust side is
+rules for taking them, and the grader's own checked copies; and the rest of
+what a sandbox sends, made safe: its text (`clean`) and figures (`safe_png`). The Rust side is
 crate/src/grading/wire.rs (a test ties the two: crate/tests/handin_wire.rs).
 A leaf: it imports nothing of the project's.
 
@@ -217,3 +218,28 @@ def canonical_figure(f):
             raise ValueError("png")
         im.verify()
     return {"grid": grid, "panels": panels, "png": base64.b64encode(png).decode()}
+
+
+def clean(text):
+    """Text from a sandbox made safe to print and write: valid UTF-8, no
+    control characters but newlines and tabs."""
+    text = str(text).encode("utf-8", "replace").decode("utf-8", "replace")
+    return "".join(c if c in "\n\t" or (c.isprintable() and c not in "\u2028\u2029") else "?" for c in text)
+
+
+def safe_png(b64):
+    """A figure a submission drew, as PNG bytes re-encoded by Pillow (its
+    pixels, nothing else of the file), or None for anything else."""
+    import base64
+    import io
+    from PIL import Image
+    try:
+        raw = base64.b64decode(b64, validate=True)
+        with Image.open(io.BytesIO(raw)) as im:
+            if im.format != "PNG" or im.width * im.height > 16_000_000:
+                return None
+            out = io.BytesIO()
+            im.convert("RGB").save(out, "PNG")
+        return out.getvalue()
+    except Exception:  # noqa: BLE001 -- anything a student's kernel sent
+        return None

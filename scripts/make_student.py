@@ -8,8 +8,10 @@ The solution notebook is the single source, in nbgrader's convention:
   - lines between `// BEGIN HIDDEN TESTS` and `// END HIDDEN TESTS` are removed;
   - outputs and execution counts are cleared; nbgrader metadata is kept.
 
-This is what `nbgrader generate_assignment` does with nbgrader_config.py's
-settings for the `rust` kernel language; this script needs no nbgrader.
+These are nbgrader's own preprocessors (ClearSolutions with the `rust`
+stub of nbgrader_config.py, ClearHiddenTests, ClearOutput), run without a
+course directory: `nbgrader generate_assignment` makes the same notebook
+(crate/tests/notebooks.rs checks it).
 
   scripts/make_student.py                       every notebooks/homework_*.ipynb -> ..._student.ipynb
   scripts/make_student.py SOLUTION.ipynb        that one
@@ -21,69 +23,29 @@ each test cell hands in the values its checks read.
 import argparse
 import copy
 import json
-import re
 import sys
 from pathlib import Path
 
 from homework import Homework, HomeworkError
+from nbshared import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CODE_STUB = "// YOUR CODE HERE\ntodo!()"
 TEXT_STUB = "YOUR ANSWER HERE"
 
 
-def lines_of(cell):
-    src = cell["source"]
-    return ("".join(src) if isinstance(src, list) else src).split("\n")
-
-
-def replace_solution(lines, stub):
-    out, inside, replaced = [], False, False
-    for line in lines:
-        if "BEGIN SOLUTION" in line:
-            if inside:
-                raise ValueError("nested BEGIN SOLUTION")
-            inside = replaced = True
-            indent = re.match(r"\s*", line).group(0)
-            out.extend(indent + s for s in stub.split("\n"))
-        elif "END SOLUTION" in line:
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise ValueError("BEGIN SOLUTION without END SOLUTION")
-    return out, replaced
-
-
-def remove_hidden(lines):
-    out, inside = [], False
-    for line in lines:
-        if "BEGIN HIDDEN TESTS" in line:
-            inside = True
-        elif "END HIDDEN TESTS" in line:
-            inside = False
-        elif not inside:
-            out.append(line)
-    return out
-
-
 def student_version(nb):
-    nb = copy.deepcopy(nb)
-    for cell in nb["cells"]:
-        grader = cell.get("metadata", {}).get("nbgrader", {})
-        lines = lines_of(cell)
-        if grader.get("solution"):
-            lines, replaced = replace_solution(lines, CODE_STUB if cell["cell_type"] == "code" else TEXT_STUB)
-            if not replaced:
-                raise ValueError(f"solution cell {grader.get('grade_id')} has no BEGIN SOLUTION region")
-        lines = remove_hidden(lines)
-        cell["source"] = "\n".join(lines)
-        if cell["cell_type"] == "code":
-            cell["outputs"] = []
-            cell["execution_count"] = None
-            cell.get("metadata", {}).pop("execution", None)
-    return nb
+    """The student version of a solution notebook (a dict), through
+    nbgrader's own preprocessors, as `generate_assignment` runs them:
+    ClearSolutions (with the Rust stub), ClearHiddenTests, ClearOutput."""
+    import nbformat
+    from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions
+    node = nbformat.from_dict(copy.deepcopy(nb))
+    resources = {}
+    for step in (ClearSolutions(code_stub={"rust": CODE_STUB}, text_stub=TEXT_STUB), ClearHiddenTests(),
+                 ClearOutput()):
+        node, resources = step.preprocess(node, resources)
+    return json.loads(json.dumps(node))
 
 
 def dumps(nb):

@@ -15,19 +15,19 @@ import sys
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
-# nbgrader has no stub for Rust: `todo!()` compiles wherever a value is due
-# and panics with "not yet implemented" when run.
-c.ClearSolutions.code_stub = {
-    "rust": "// YOUR CODE HERE\ntodo!()",
-    "python": "# YOUR CODE HERE\nraise NotImplementedError()",
-}
-# `// BEGIN SOLUTION` and `// BEGIN HIDDEN TESTS` match nbgrader's default
-# delimiters (they are found anywhere in a line).
-
 # The project is $SALIENCY_LAB_ROOT (scripts/env.sh sets it), else the folder
 # above this file's.
 LAB_ROOT = os.environ.get("SALIENCY_LAB_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(LAB_ROOT, "scripts"))
+
+# nbgrader has no stub for Rust: `todo!()` compiles wherever a value is due
+# and panics with "not yet implemented" when run (make_student.py's, which
+# runs the same preprocessors).
+from make_student import CODE_STUB  # noqa: E402
+
+c.ClearSolutions.code_stub = {"rust": CODE_STUB, "python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# `// BEGIN SOLUTION` and `// BEGIN HIDDEN TESTS` match nbgrader's default
+# delimiters (they are found anywhere in a line).
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.coursedir import CourseDirectory  # noqa: E402

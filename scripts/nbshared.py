@@ -58,16 +58,21 @@ def cell_timing(nb):
             if grader_meta(c).get("grade_id") and (t := cell_seconds(c)) is not None}
 
 
+def output_error(kind, output):
+    """The error text of one output, given its type and fields (an executed
+    notebook's output, or a kernel's output message and its content):
+    compile errors (error outputs) and anything on stderr (evcxr reports a
+    panic or an `Err` from `?` there); '' for any other output."""
+    if kind == "error":
+        return f"{output.get('ename', '')}: {output.get('evalue', '')}".strip() + "\n"
+    if kind == "stream" and output.get("name") == "stderr":
+        return output.get("text", "")
+    return ""
+
+
 def cell_errors(cell):
-    """The error text a cell produced: compile errors (error outputs) and
-    anything on stderr (evcxr reports a panic or an `Err` from `?` there)."""
-    parts = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            parts.append(f"{out.get('ename')}: {out.get('evalue')}".strip() + "\n")
-        elif out.get("output_type") == "stream" and out.get("name") == "stderr":
-            parts.append(out.get("text", ""))
-    return "".join(parts).strip()
+    """The error text an executed cell produced (`output_error`)."""
+    return "".join(output_error(out.get("output_type"), out) for out in cell.get("outputs", [])).strip()
 
 
 def timing_file(master_path, state_dir=None):

@@ -22,6 +22,8 @@ import collections
 import html
 import re
 
+from handin import clean
+
 STYLE = """
 body{font-family:system-ui,-apple-system,"DejaVu Sans",sans-serif;margin:24px auto;max-width:1100px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
@@ -175,3 +177,25 @@ def feedback_page(title, record, tests, tasks, unsafe=False):
             parts.append(f"<figure><figcaption>{esc(tasks.get(answer) or task or answer)}</figcaption>"
                          f"<img alt=\"a figure of {esc(answer)}\" src=\"{png_data(png)}\"></figure>")
     return page(f"{title}: {record.name}", "\n".join(parts))
+
+
+def feedback_text(title, name, tests, results, status, note, unsafe, seed=None):
+    total = sum(pts for gid, pts in tests if results.get(gid, {}).get("passed"))
+    lines = [f"{title}: {name}", f"Score: {total:g} / {sum(p for _, p in tests):g}", ""]
+    if seed is not None:
+        lines += [f"The hidden tests' inputs were drawn with seed {seed} (scripts/grade.py --seed {seed} draws them "
+                  "again).", ""]
+    if unsafe:
+        lines += ["GRADED WITHOUT A SANDBOX (--unsafe-no-sandbox): these marks are not protected from the code graded,",
+                  "and the crate's own answer to the homework was within its reach", ""]
+    if note:
+        lines += [f"Note: {note}", ""]
+    for gid, pts in tests:
+        r = results.get(gid)
+        if r is None:
+            lines.append(f"{gid} (0/{pts:g}): not run ({status})")
+        elif r["passed"]:
+            lines.append(f"{gid} ({pts:g}/{pts:g}): passed")
+        else:
+            lines.append(f"{gid} (0/{pts:g}): failed: {clean(r['message'])}")
+    return total, "\n".join(lines) + "\n"

@@ -31,9 +31,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from nbshared import cell_errors, cell_seconds, cell_timing, save_timing, side_by_side, warm_notebook
+from nbshared import ROOT, cell_errors, cell_seconds, cell_timing, lab_home, save_timing, side_by_side, warm_notebook
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = NOTEBOOKS / "executed"
 REPORT = ROOT / "report"
@@ -283,7 +282,7 @@ def warm(timeout):
     nbformat.write(nb, tmp)
     try:
         start = time.time()
-        done, _ = execute(tmp, Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "warm", timeout)
+        done, _ = execute(tmp, lab_home() / "warm", timeout)
         problems = errors_of(done)
         print(f"evcxr cache warm in {time.time() - start:.0f} s" + (f"; problems: {problems}" if problems else ""))
         return 1 if problems else 0
@@ -307,7 +306,7 @@ def hints(path, timeout):
     tmp = path.parent / f".hints-{path.stem}.ipynb"
     nbformat.write(nb, tmp)
     try:
-        done, _ = execute(tmp, Path(os.environ.get("SALIENCY_LAB_HOME", "/tmp")) / "hints", timeout)
+        done, _ = execute(tmp, lab_home() / "hints", timeout)
     finally:
         tmp.unlink(missing_ok=True)
     problems = errors_of(done)

@@ -12,7 +12,7 @@ namespace of its own, `unshare --user --map-root-user --net`) and the
 kernel's connection file, read-only. The sandbox:
 
 - a filesystem of read-only system folders, toolchain, venv, the lab's data
-  and weights, and the crate as the homework grades it (`grading_crate`:
+  and weights, and the crate as the homework grades it (withhold.py:
   without the features that answer the homework); writable only: an empty
   working folder, a home, /tmp, and a copy of evcxr's warmed build folder,
   all in memory (tmpfs) and gone afterwards. Nothing of the project's clone
@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 from nbshared import ROOT, lab_home, warm_folder, warm_notebook
+from withhold import CACHE_FORMAT, crate_digest, grading_crate, withheld_in_build
 
 WORKER = Path(__file__).resolve().parent / "sandbox_worker.py"
 OUTPUT_CAP = 96 << 20  # the collector's report, hand-ins included (handin.NOTEBOOK_CAP, as base64)
@@ -76,8 +77,6 @@ BACKSTOP = 360
 # Python packages of the venv a sandbox does not see: other libraries' own
 # answers to the homework (Captum's NoiseTunnel, Quantus' metrics, Zennit's LRP).
 MASKED_PACKAGES = ["captum", "quantus", "zennit"]
-# The grading build folder's recipe (a change makes it again).
-CACHE_FORMAT = "without the crate's and the cells' artifacts, checked; the withheld cfgs allowed"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -550,18 +549,6 @@ def not_tools(folder, names):
             or "saliency_lab" in n or "saliency-lab" in n]
 
 
-def withheld_in_build(folder, withhold):
-    """The build records (`.d` files) under `folder` that name a withheld
-    feature's file: rustc compiled that code there."""
-    spec = withhold_spec()
-    files = [f"/crate/{f}" for feature in withhold for f in spec[feature]["files"]]
-    found = []
-    for d in Path(folder).rglob("*.d"):
-        text = d.read_text(errors="replace")
-        found += [f"{d.name} names {f}" for f in files if f in text]
-    return found
-
-
 MOUNTS = {"--ro-bind": 2, "--bind": 2, "--tmpfs": 1, "--symlink": 2, "--proc": 1, "--dev": 1}
 
 
@@ -630,81 +617,3 @@ def warm_stamp():
     return w.read_text() if w.exists() else ""
 
 
-def withhold_spec():
-    """crate/Cargo.toml's `package.metadata.grading.withhold`: per feature,
-    its files and the names it defines."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-    manifest = tomllib.loads((ROOT / "crate" / "Cargo.toml").read_text())
-    return manifest["package"]["metadata"]["grading"]["withhold"]
-
-
-def grading_crate(withhold):
-    """A copy of the crate without the features in `withhold`: their files
-    deleted, the features gone from its manifest (so no `:dep` feature flag
-    brings them back), no binaries. Kept in set-up's cache, one per version."""
-    spec = withhold_spec()
-    unknown = [f for f in withhold if f not in spec]
-    if unknown:
-        raise ValueError(f"the solution notebook withholds {unknown}; the crate can withhold {sorted(spec)}")
-    src = ROOT / "crate"
-    digest = hashlib.sha256((CACHE_FORMAT + json.dumps(sorted(withhold)) + crate_digest()).encode()).hexdigest()[:16]
-    dst = lab_home() / "grading" / f"crate-{digest}"
-    if dst.exists():
-        return dst
-    for old in (lab_home() / "grading").glob("crate-*"):  # other versions of the crate's
-        marker = old / ".crate"
-        if not marker.exists() or marker.read_text() != crate_digest():
-            shutil.rmtree(old, ignore_errors=True)
-    tmp = dst.with_name(dst.name + ".part")
-    shutil.copytree(src / "src", tmp / "src", ignore=shutil.ignore_patterns("bin"))
-    shutil.copy2(src / "build.rs", tmp / "build.rs")
-    for feature in withhold:
-        for f in spec[feature]["files"]:
-            (tmp / f).unlink()
-    (tmp / "Cargo.toml").write_text(strip_manifest((src / "Cargo.toml").read_text(), withhold))
-    (tmp / ".crate").write_text(crate_digest())
-    tmp.rename(dst)
-    return dst
-
-
-def crate_digest():
-    """The crate's version, as its manifest's and sources' digest."""
-    src = ROOT / "crate"
-    h = hashlib.sha256()
-    sources = [p for p in (src / "src").rglob("*") if p.suffix in (".rs", ".cpp")]
-    for p in sorted([src / "Cargo.toml", src / "build.rs"] + sources):
-        h.update(str(p.relative_to(src)).encode() + b"\0" + p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def strip_manifest(text, withhold):
-    """The crate's manifest without binaries, examples, the withheld
-    features (from `default` too) and the grading metadata."""
-    out, skip = [], False
-    for line in text.splitlines():
-        header = line.strip().startswith("[")
-        if header:
-            skip = line.strip() in ("[[bin]]", "[[example]]", "[dev-dependencies]") or \
-                line.strip().startswith("[package.metadata.grading")
-        if skip or line.lstrip().startswith("#"):
-            continue
-        feature = line.split("=", 1)[0].strip()
-        if feature in withhold:
-            continue
-        if feature == "default":
-            names = [n for n in re.findall(r'"([^"]+)"', line) if n not in withhold]
-            line = "default = [" + ", ".join(f'"{n}"' for n in names) + "]"
-        out.append(line)
-    stripped = "\n".join(out) + "\n"
-    if withhold:
-        # The withheld features' `cfg`s stay in the sources (their code is
-        # gone): rustc's check of cfg names would warn on every build of the
-        # crate, and evcxr shows a dependency's warnings as a cell's errors.
-        stripped += "\n[lints.rust]\nunexpected_cfgs = \"allow\"\n"
-    for f in withhold:
-        if re.search(rf'(^|[^\w-]){re.escape(f)}([^\w-]|$)', stripped):
-            raise ValueError(f"the crate's manifest still names feature {f} after stripping")
-    return stripped

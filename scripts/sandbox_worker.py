@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from handin import HandIns, records_in, without_records  # noqa: E402
+from handin import HandIns, clean, decode_report, records_in, without_records  # noqa: E402
 
 TEXT_CAP = 1 << 20  # per cell and stream: what a cell prints past it is cut
 REPORT_TEXT = 4096  # per cell, in the report
@@ -288,6 +288,28 @@ def report_of(cell):
             "stdout": cell["stdout"][:REPORT_TEXT], "seconds": cell["seconds"], "ran": cell["ran"],
             "timed_out": cell["timed_out"], "killed": cell["killed"], "figures": cell["figures"],
             "pngs": cell["pngs"], "after": cell.get("after"), "notes": cell["notes"][:10]}
+
+
+def read_report(result, tests):
+    """The collector's report, its cells' text made safe to print (the
+    student's output), and its hand-ins decoded; None if it is not one."""
+    if not isinstance(result, dict) or not isinstance(result.get("cells"), list):
+        return None
+    cells = []
+    for c in result["cells"]:
+        if not isinstance(c, dict):
+            return None
+        cells.append({
+            "role": c.get("role") if isinstance(c.get("role"), str) else "",
+            "id": c.get("id") if isinstance(c.get("id"), str) else None,
+            "errors": clean(c.get("errors", ""))[:4096],
+            "ran": bool(c.get("ran")), "timed_out": bool(c.get("timed_out")), "killed": bool(c.get("killed")),
+            "seconds": c["seconds"] if isinstance(c.get("seconds"), (int, float)) else None,
+            "after": c.get("after") if isinstance(c.get("after"), str) else None,
+            "pngs": [x for x in c.get("pngs", [])[:3] if isinstance(x, str)] if isinstance(c.get("pngs"), list) else [],
+        })
+    return {"cells": cells, "error": clean(result.get("error") or "")[:300],
+            "hand_in": decode_report(result.get("hand_in"), tests)}
 
 
 def run(job):

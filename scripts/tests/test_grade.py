@@ -11,9 +11,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import checker  # noqa: E402
 import grade  # noqa: E402
 import handin  # noqa: E402
 import make_student  # noqa: E402
+import report  # noqa: E402
+import sandbox_worker  # noqa: E402
+import submissions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -55,10 +59,10 @@ def test_records_are_taken_only_in_their_own_cell_once():
 
 
 def test_for_student_keeps_the_words_and_the_students_value_not_the_reference():
-    said = grade.for_student("assertion `left == right` failed: max over channels   left: [2.0]  right: [3.0]")
+    said = checker.for_student("assertion `left == right` failed: max over channels   left: [2.0]  right: [3.0]")
     assert said == "max over channels (yours: [2.0])" and "3.0" not in said
-    assert grade.for_student("image 0: correlation 0.5") == "image 0: correlation 0.5"
-    assert grade.failure_message("thread 'x' panicked at src/a.rs:1:2:\nthe noise is off\nnote: ...") == \
+    assert checker.for_student("image 0: correlation 0.5") == "image 0: correlation 0.5"
+    assert checker.failure_message("thread 'x' panicked at src/a.rs:1:2:\nthe noise is off\nnote: ...") == \
         "the noise is off"
 
 
@@ -71,12 +75,12 @@ def test_a_submissions_folder_is_data(tmp_path):
     (tmp_path / "=cmd().ipynb").write_text("{}")
     (tmp_path / "evil\x1b[2K.ipynb").write_text("{}")
     os.symlink(master, tmp_path / "link.ipynb")
-    subs = {s.name: s for s in grade.submissions_in(tmp_path, master)}
+    subs = {s.name: s for s in submissions.submissions_in(tmp_path, master)}
     assert set(subs) == {"alice (alice.ipynb)", "alice (alice/)", "fifo", "=cmd()", "evil?[2K", "link"}
     assert "FIFO" in subs["fifo"].why and "symbolic link" in subs["link"].why
     assert len({s.key for s in subs.values()}) == len(subs)
     assert all("/" not in s.key and "\x1b" not in s.key for s in subs.values())
-    nb, why = grade.read_submission(subs["fifo"])
+    nb, why = submissions.read_submission(subs["fifo"])
     assert nb is None and "FIFO" in why
 
 
@@ -87,3 +91,41 @@ def test_the_student_version_has_no_solution_and_no_hidden_test():
     assert "todo!()" in text
     assert make_student.dumps(make_student.student_version(nb)) == \
         (ROOT / "notebooks" / "homework_smoothgrad_student.ipynb").read_text()
+
+
+def test_the_collectors_report_is_read_as_data():
+    assert sandbox_worker.read_report("not a report", ["t"]) is None
+    assert sandbox_worker.read_report({"cells": ["a cell that is a string"]}, ["t"]) is None
+    read = sandbox_worker.read_report({"cells": [{"role": 3, "errors": "bad\x1b[2Jline\u2028", "seconds": "1",
+                                                  "pngs": ["a", 1, "b", "c", "d"]}],
+                                       "error": "x" * 1000, "hand_in": None}, ["t"])
+    [cell] = read["cells"]
+    assert cell["role"] == "" and cell["seconds"] is None and cell["errors"] == "bad?[2Jline?"
+    assert cell["pngs"] == ["a", "b"] and len(read["error"]) == 300
+
+
+def test_what_a_sandbox_prints_is_made_safe_and_figures_are_only_pixels():
+    assert handin.clean("a\tb\nc\x07\ud800") == "a\tb\nc??"
+    from PIL import Image
+    out = io.BytesIO()
+    Image.new("RGBA", (3, 2), (255, 0, 0, 128)).save(out, "PNG", pnginfo=None)
+    png = handin.safe_png(base64.b64encode(out.getvalue()).decode())
+    assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).mode == "RGB"
+    assert handin.safe_png("not base64!") is None
+    assert handin.safe_png(base64.b64encode(b"GIF89a").decode()) is None
+
+
+def test_the_feedback_text_says_each_tests_verdict():
+    total, text = report.feedback_text("SmoothGrad", "alice", [("a", 1.0), ("b", 2.0), ("c", 1.0)],
+                                       {"a": {"passed": True, "message": ""},
+                                        "b": {"passed": False, "message": "off\x1b[31m"}},
+                                       "timeout", "", False, seed=7)
+    assert total == 1.0
+    assert "Score: 1 / 4" in text and "--seed 7" in text
+    assert "a (1/1): passed" in text and "b (0/2): failed: off?[31m" in text and "c (0/1): not run (timeout)" in text
+
+
+def test_each_test_draws_its_own_seed_from_the_submissions():
+    seeds = grade.test_seeds(7, ["a", "b"])
+    assert seeds == grade.test_seeds(7, ["b", "a"]) and seeds["a"] != seeds["b"]
+    assert seeds != grade.test_seeds(8, ["a", "b"]) and all(0 <= v < 16 ** 15 for v in seeds.values())

@@ -66,6 +66,7 @@ pub use vanilla::{vanilla_gradient, Vanilla};
 use tch::{Kind, Tensor};
 
 use crate::error::Result;
+use crate::model::check_network_classes as check_classes;
 use crate::model::copies_gradient;
 use crate::model::Network;
 use crate::support::{check_batch, check_count, count_non_finite};
@@ -222,20 +223,6 @@ impl Warning {
 fn check_input(op: &'static str, x: &Tensor, targets: &[i64]) -> Result<()> {
     check_batch(op, x)?;
     check_count(op, x.size()[0], targets)
-}
-
-/// Checks that every target is one of the network's classes: against
-/// [`Network::num_classes`] where the network knows it, else by one forward
-/// pass over the batch (methods that then score one class alone would
-/// otherwise fail inside libtorch).
-fn check_classes(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<()> {
-    match net.num_classes() {
-        Some(classes) => crate::support::check_classes(op, targets, classes),
-        None => {
-            let scores = crate::model::class_scores(net, x)?;
-            crate::support::check_targets(&scores, targets, op)
-        }
-    }
 }
 
 /// The gradient of each image's target score with respect to the image, on

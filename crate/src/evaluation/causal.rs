@@ -24,7 +24,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::model::{copies, copies_logits, Network};
-use crate::support::{catch_libtorch, check_batch, check_classes};
+use crate::support::{catch_libtorch, check_batch};
 
 /// Which way pixels move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,12 +137,7 @@ impl CausalMetric {
         }
         crate::support::check_finite(OP, maps)?;
         crate::support::check_count(OP, n, targets)?;
-        match net.num_classes() {
-            Some(c) => check_classes(OP, targets, c)?,
-            None => {
-                crate::support::check_targets(&crate::model::class_scores(net, x)?, targets, OP)?
-            }
-        }
+        crate::model::check_network_classes(OP, net, x, targets)?;
         let _guard = tch::no_grad_guard();
         let pixels = (h * w) as usize;
         let steps = self.scores_per_image(pixels) - 1;
