@@ -382,13 +382,13 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
     // The forging thread floods the kernel's output (1000 lines a second,
     // a third of them 8 KB), which can hold a cell past its limit under
     // load: then the kernel is interrupted and loses its variables, the row
-    // says timeout, and test_shape is lost too. Either way nothing is
-    // gained.
+    // says timeout, and test_shape is lost too when the cell held was its
+    // own or an earlier one (CI at stop 33: held after test_shape, which
+    // kept its mark). Either way nothing is gained.
     let mut expected = expected.to_vec();
-    if rows
-        .iter()
-        .any(|r| r["student"] == "hostile_wire_forge" && r["status"] == "timeout")
-    {
+    if rows.iter().any(|r| {
+        r["student"] == "hostile_wire_forge" && r["status"] == "timeout" && r["test_shape"] == "0"
+    }) {
         for e in &mut expected {
             if e.0 == "hostile_wire_forge" {
                 *e = ("hostile_wire_forge", "0", &TESTS);

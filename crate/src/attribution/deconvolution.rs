@@ -13,7 +13,7 @@
 use tch::Tensor;
 
 use super::propagation::{as_it_is, attribute_with_rules, the_relevance};
-use super::{Attributions, Method};
+use super::{Attributions, Batch, Method};
 use crate::error::Result;
 use crate::model::rules::ReluRules;
 use crate::model::Network;
@@ -33,17 +33,13 @@ impl Method for Deconvolution {
         "deconvolution".into()
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+    fn op(&self) -> &'static str {
+        "deconvolution"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
         let rules = ReluRules(&deconv_relu);
-        attribute_with_rules(
-            "deconvolution",
-            net,
-            x,
-            targets,
-            &rules,
-            &as_it_is,
-            &the_relevance,
-        )
+        attribute_with_rules(self.op(), net, batch, &rules, &as_it_is, &the_relevance)
     }
 }
 

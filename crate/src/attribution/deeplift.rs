@@ -22,7 +22,7 @@ use std::ops::Range;
 use tch::{Kind, Tensor};
 
 use super::propagation::{attribute_with_rules, map_sums};
-use super::{Attributions, Baseline, Method};
+use super::{Attributions, Baseline, Batch, Method};
 use crate::error::{Error, Result};
 use crate::model::rules::{Op, OpKind, Recorded, Rules};
 use crate::model::{class_scores, gather_scores, Network};
@@ -129,10 +129,13 @@ impl Method for DeepLift {
         self.baseline.validate("DeepLift")
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        self.validate()?;
-        let baseline = self.baseline.of(x)?;
-        deeplift(net, x, targets, self.pooling, &baseline.unsqueeze(1))
+    fn op(&self) -> &'static str {
+        "deeplift"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        let baseline = self.baseline.of(batch.x())?;
+        deeplift(net, batch, self.pooling, &baseline.unsqueeze(1))
     }
 }
 
@@ -143,8 +146,7 @@ impl Method for DeepLift {
 /// caches), as Captum's one batch of every pair computes them.
 fn deeplift(
     net: &dyn Network,
-    x: &Tensor,
-    targets: &[i64],
+    batch: &Batch<'_>,
     pooling: PoolingRule,
     baselines: &Tensor,
 ) -> Result<Attributions> {
@@ -163,7 +165,7 @@ fn deeplift(
             Ok((chunk - part(&range)) * r.narrow(0, 0, chunk.size()[0]))
         };
         maps.push(
-            attribute_with_rules(OP, net, x, targets, &Rescale(pooling), &prepare, &finish)?.values,
+            attribute_with_rules(OP, net, batch, &Rescale(pooling), &prepare, &finish)?.values,
         );
     }
     let values = if k == 1 {
@@ -244,11 +246,16 @@ impl Method for DeepLiftShap {
         self.baselines.as_ref().map_or(3, |b| b.size()[0] as usize)
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+    fn op(&self) -> &'static str {
+        "deeplift_shap"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        let x = batch.x();
         let given = match &self.baselines {
             Some(b) => {
                 let (bs, xs) = (b.size(), x.size());
-                if b.dim() != 4 || bs[0] == 0 || xs.len() != 4 || bs[1..] != xs[1..] {
+                if b.dim() != 4 || bs[0] == 0 || bs[1..] != xs[1..] {
                     return Err(Error::shape(
                         "deeplift_shap",
                         format!(
@@ -266,7 +273,7 @@ impl Method for DeepLiftShap {
             Some(b) => b.unsqueeze(0).expand([x.size()[0], -1, -1, -1, -1], false),
             None => DeepLiftShap::standard_baselines(x)?,
         };
-        deeplift(net, x, targets, self.pooling, &baselines)
+        deeplift(net, batch, self.pooling, &baselines)
     }
 }
 

@@ -24,7 +24,7 @@
 use tch::{Kind, Tensor};
 
 use super::guided_backprop::inspect;
-use super::{check_input, Attributions, GuidedBackprop, Method, Warning, WarningKind};
+use super::{Attributions, Batch, GuidedBackprop, Method, Warning, WarningKind};
 use crate::error::{Error, Result};
 use crate::model::layers::check_layer;
 use crate::model::{Network, Pass};
@@ -93,11 +93,15 @@ impl GradCam {
     /// As [`Method::attribute`]; [`Error::Parameter`] for a layer the
     /// network does not have.
     pub fn raw_maps(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
+        self.raw_maps_of(net, &Batch::new(self.op(), net, x, targets)?)
+    }
+
+    /// [`GradCam::raw_maps`] of a checked batch.
+    fn raw_maps_of(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Tensor> {
         const OP: &str = "grad_cam";
-        check_input(OP, x, targets)?;
         let view = inspect(OP, net)?;
         check_layer(OP, &self.layer, &view.layer_names())?;
-        in_chunks(x, targets, |x, t| {
+        in_chunks(batch.x(), batch.targets(), |x, t| {
             let mut pass = Pass::new().capture(self.layer.clone());
             let logits = catch_libtorch(x, || view.logits_traced(x, &mut pass))?;
             let a = pass
@@ -113,7 +117,7 @@ impl GradCam {
                     format!("{} gives {:?}", self.layer, a.size()),
                 ));
             }
-            let score = target_score_sum(&logits, t, OP)?;
+            let score = target_score_sum(&logits, t)?;
             let g = Tensor::f_run_backward(&[score], &[&a], false, false)?.remove(0);
             let weights = g.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
             Ok((weights * a.detach()).sum_dim_intlist(1, true, Kind::Float))
@@ -152,13 +156,17 @@ impl Method for GradCam {
         "grad-cam".into()
     }
 
+    fn op(&self) -> &'static str {
+        "grad_cam"
+    }
+
     /// `[N, 1, H, W]`.
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        let raw = self.raw_maps(net, x, targets)?;
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        let raw = self.raw_maps_of(net, batch)?;
         let warnings = cam_warnings(&raw, self.relu);
         let maps = if self.relu { raw.relu() } else { raw };
         Ok(Attributions {
-            values: upsample(&maps, &x.size(), self.upsample),
+            values: upsample(&maps, &batch.x().size(), self.upsample),
             warnings,
         })
     }
@@ -194,14 +202,20 @@ impl Method for GuidedGradCam {
         "guided-grad-cam".into()
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+    fn op(&self) -> &'static str {
+        "guided_grad_cam"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
         let cam = GradCam {
             layer: self.layer.clone(),
             ..GradCam::default()
         };
-        let raw = cam.raw_maps(net, x, targets)?;
-        let guided = GuidedBackprop.attribute(net, x, targets)?.values;
-        let values = guided * upsample(&raw.relu(), &x.size(), Upsample::Nearest);
+        let raw = cam.raw_maps_of(net, batch)?;
+        // The same batch, checked once: Guided Backprop's values (its
+        // warnings are the product's, found below).
+        let guided = GuidedBackprop.attribute_batch(net, batch)?.values;
+        let values = guided * upsample(&raw.relu(), &batch.x().size(), Upsample::Nearest);
         let mut warnings = cam_warnings(&raw, true);
         for w in Warning::scan(&values) {
             if !warnings.iter().any(|v| v.image == w.image) {

@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use tch::{Kind, Tensor};
 
-use super::{check_classes, check_input, copies_gradient, Attributions, DeepLiftShap, Method};
+use super::{copies_gradient, Attributions, Batch, DeepLiftShap, Method};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::support::check_finite;
@@ -277,11 +277,13 @@ impl Method for GradientShap {
         Ok(())
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+    fn op(&self) -> &'static str {
+        "gradient_shap"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
         const OP: &str = "gradient_shap";
-        self.validate()?;
-        check_input(OP, x, targets)?;
-        check_classes(OP, net, x, targets)?;
+        let (x, targets) = (batch.x(), batch.targets());
         let (device, kind) = (x.device(), x.kind());
         let shared = match &self.baselines {
             Some(b) => {

@@ -18,7 +18,7 @@
 use tch::Tensor;
 
 use super::propagation::{as_it_is, attribute_with_rules, propagate, the_relevance};
-use super::{Attributions, Method};
+use super::{Attributions, Batch, Method};
 use crate::error::{Error, Result};
 use crate::model::rules::ReluRules;
 use crate::model::{Inspect, Network, Pass};
@@ -67,17 +67,13 @@ impl Method for GuidedBackprop {
         "guided-backprop".into()
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+    fn op(&self) -> &'static str {
+        "guided_backprop"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
         let rules = ReluRules(&guided_relu);
-        attribute_with_rules(
-            "guided_backprop",
-            net,
-            x,
-            targets,
-            &rules,
-            &as_it_is,
-            &the_relevance,
-        )
+        attribute_with_rules(self.op(), net, batch, &rules, &as_it_is, &the_relevance)
     }
 }
 
@@ -123,7 +119,10 @@ mod tests {
         let net = SqueezeNet11::new(&vs.root(), 10);
         let model = Model::squeezenet(vs, net);
         let x = Tensor::randn([2, 3, 96, 96], (Kind::Float, Device::Cpu));
-        let targets = [3, 7];
+        // Each image's top class: its score is positive, so the map is not
+        // zero whatever the draws (the tests share libtorch's generator, so
+        // the seed does not fix them).
+        let targets = Vec::<i64>::try_from(model.logits(&x).argmax(1, false)).unwrap();
         let by_hand = GuidedBackprop
             .attribute(&model, &x, &targets)
             .unwrap()

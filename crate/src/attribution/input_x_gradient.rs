@@ -6,7 +6,7 @@
 
 use tch::Tensor;
 
-use super::{check_input, copies_gradient, gradient, Attributions, Method};
+use super::{copies_gradient, gradient, Attributions, Batch, Method};
 use crate::error::Result;
 use crate::model::Network;
 
@@ -19,10 +19,12 @@ impl Method for InputXGradient {
         "input-x-gradient".into()
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        check_input("input_x_gradient", x, targets)?;
-        let grad = gradient("input_x_gradient", net, x, targets)?;
-        Ok(Attributions::checked(x * grad))
+    fn op(&self) -> &'static str {
+        "input_x_gradient"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        Ok(Attributions::checked(batch.x() * gradient(net, batch)?))
     }
 
     fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {

@@ -12,7 +12,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{check_classes, check_input, copies_gradient, Attributions, Method};
+use super::{copies_gradient, Attributions, Batch, Method};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::transforms::{blur_batch, SQUEEZENET_MEAN, SQUEEZENET_STD};
@@ -350,11 +350,12 @@ impl Method for IntegratedGradients {
         self.baseline.validate("IntegratedGradients")
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        const OP: &str = "integrated_gradients";
-        self.validate()?;
-        check_input(OP, x, targets)?;
-        check_classes(OP, net, x, targets)?;
+    fn op(&self) -> &'static str {
+        "integrated_gradients"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        let (x, targets) = (batch.x(), batch.targets());
         let (alphas, weights) = self.rule.nodes(self.steps)?;
         let weights: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
         let baseline = self.baseline.of(x)?;

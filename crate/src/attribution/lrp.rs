@@ -45,7 +45,7 @@
 use tch::Tensor;
 
 use super::propagation::{as_it_is, attribute_with_rules, map_sums, the_relevance};
-use super::{Attributions, Method};
+use super::{Attributions, Batch, Method};
 use crate::error::{Error, Result};
 use crate::model::rules::{ConvParams, Op, OpKind, Recorded, Rules};
 use crate::model::Network;
@@ -254,23 +254,25 @@ impl Method for Lrp {
         Ok(())
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        const OP: &str = "lrp";
-        self.validate()?;
+    fn op(&self) -> &'static str {
+        "lrp"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
         let bounds = if self.rule == LrpRule::EpsilonGammaBox {
-            Some(box_bounds(x)?)
+            Some(box_bounds(batch.x())?)
         } else {
             None
         };
         let rules = LrpRules { lrp: self, bounds };
-        attribute_with_rules(OP, net, x, targets, &rules, &as_it_is, &the_relevance)
+        attribute_with_rules(self.op(), net, batch, &rules, &as_it_is, &the_relevance)
     }
 }
 
 /// The bounds of a preprocessed image, `[1, 3, 1, 1]` each: `(0 - mean) /
 /// std` and `(1 - mean) / std` per channel.
 fn box_bounds(x: &Tensor) -> Result<(Tensor, Tensor)> {
-    if x.dim() != 4 || x.size()[1] != 3 {
+    if x.size()[1] != 3 {
         return Err(Error::shape(
             "lrp (epsilon-gamma-box)",
             "[N, 3, H, W] images normalised with SqueezeNet's mean and std (the box rule's bounds)",

@@ -23,8 +23,9 @@
 //! The 2-D maps (channel max, max of abs, ...) are in [`summary`].
 //!
 //! A new method is one file: a config struct with the paper's defaults and
-//! `with_*` setters, and an `impl Method`; [`crate::registry`] gives it its
-//! name.
+//! `with_*` setters, and an `impl Method` that writes `attribute_batch` (the
+//! input arrives checked, once, as a [`Batch`]; the parameters too, by
+//! `validate`); [`crate::registry`] gives it its name.
 
 pub mod blur_average;
 pub mod deconvolution;
@@ -73,14 +74,22 @@ use crate::support::{check_batch, check_count, count_non_finite};
 
 /// An attribution method (see the module's table).
 ///
-/// `attribute` explains a batch of different images, each for its own class;
+/// `attribute` explains a batch of different images, each for its own class:
+/// it checks the method's parameters ([`Method::validate`]) and the input
+/// once, at the door ([`Batch::new`]), then calls `attribute_batch`, which
+/// an implementation writes and which never checks them again;
 /// `attribute_copies` explains a batch of copies of one image (noisy samples,
-/// say) for one class, which a method may do faster. Implementations check
-/// their inputs and return errors, never panic on bad input.
+/// say) for one class, which a method may do faster. Errors, never panics,
+/// on bad input.
 pub trait Method {
     /// The method's name, as the command line spells it
     /// (`integrated-gradients`).
     fn name(&self) -> String;
+
+    /// The name its errors give the operation (`integrated_gradients`).
+    fn op(&self) -> &'static str {
+        "attribute"
+    }
 
     /// Checks the method's parameters.
     ///
@@ -99,7 +108,19 @@ pub trait Method {
     /// `x`, a target outside the network's classes or an invalid parameter,
     /// [`crate::Error::Unsupported`] where the method needs to look inside a
     /// network that is opaque.
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions>;
+    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
+        self.validate()?;
+        self.attribute_batch(net, &Batch::new(self.op(), net, x, targets)?)
+    }
+
+    /// [`Method::attribute`] of a batch checked at the door, with the
+    /// method's parameters checked: what an implementation writes.
+    ///
+    /// # Errors
+    /// As [`Method::attribute`], for what only the method can check (a
+    /// parameter against the input's size, a network it cannot look
+    /// inside).
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions>;
 
     /// Roughly how many forward passes one image costs (1 for the gradient
     /// methods; Integrated Gradients' steps, Occlusion's windows, a tunnel's
@@ -117,13 +138,78 @@ pub trait Method {
 
     /// The attributions of a batch of copies of one image `[k, C, H, W]`
     /// (already checked), all for class `target` (already checked). The
-    /// default calls [`Method::attribute`].
+    /// default calls [`Method::attribute_batch`].
     ///
     /// # Errors
     /// As [`Method::attribute`].
     fn attribute_copies(&self, net: &dyn Network, copies: &Tensor, target: i64) -> Result<Tensor> {
-        let k = copies.size()[0] as usize;
-        Ok(self.attribute(net, copies, &vec![target; k])?.values)
+        let targets = vec![target; copies.size()[0] as usize];
+        Ok(self
+            .attribute_batch(net, &Batch::checked_already(copies, &targets))?
+            .values)
+    }
+}
+
+/// A batch of preprocessed images `[N, C, H, W]` and one target class per
+/// image, checked once, at the door ([`Batch::new`]): a non-empty 4-D float
+/// tensor of finite values (one pass over it), one target per image, each
+/// one of the network's classes. Every [`Method`] takes one; a method that
+/// calls another hands it on.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    x: &'a Tensor,
+    targets: &'a [i64],
+}
+
+impl<'a> Batch<'a> {
+    /// Checks `x` and `targets` for `net`; `op` names the operation in an
+    /// error.
+    ///
+    /// # Errors
+    /// [`crate::Error::Shape`] for a batch that is not `[N, C, H, W]` floats
+    /// or a target count that is not `N`, [`crate::Error::Parameter`] for
+    /// NaN or infinity in `x` or a target outside the network's classes
+    /// (where the network does not say how many it has: one forward pass
+    /// finds out).
+    pub fn new(
+        op: &'static str,
+        net: &dyn Network,
+        x: &'a Tensor,
+        targets: &'a [i64],
+    ) -> Result<Self> {
+        check_batch(op, x)?;
+        check_count(op, x.size()[0], targets)?;
+        check_classes(op, net, x, targets)?;
+        Ok(Batch { x, targets })
+    }
+
+    /// A batch made inside the crate from one already checked (copies of a
+    /// checked image, a tunnel's noisy samples of it): not checked again.
+    pub(crate) fn checked_already(x: &'a Tensor, targets: &'a [i64]) -> Self {
+        Batch { x, targets }
+    }
+
+    /// The images `[N, C, H, W]`.
+    pub fn x(&self) -> &'a Tensor {
+        self.x
+    }
+
+    /// One target class per image.
+    #[must_use]
+    pub fn targets(&self) -> &'a [i64] {
+        self.targets
+    }
+
+    /// The number of images.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Never true for a checked batch (kept for clippy's `len` rule).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
     }
 }
 
@@ -218,20 +304,14 @@ impl Warning {
     }
 }
 
-/// Checks a batch and its targets' count (the classes are checked where the
-/// scores are known).
-fn check_input(op: &'static str, x: &Tensor, targets: &[i64]) -> Result<()> {
-    check_batch(op, x)?;
-    check_count(op, x.size()[0], targets)
-}
-
 /// The gradient of each image's target score with respect to the image, on
 /// the network's fast path where it has one (the lab's
-/// `compute_saliency_maps`); inputs already checked. On the CPU in chunks of
-/// a few images (the same numbers, faster).
-fn gradient(op: &'static str, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Tensor> {
-    check_classes(op, net, x, targets)?;
-    crate::support::in_chunks(x, targets, |x, t| crate::model::target_gradient(net, x, t))
+/// `compute_saliency_maps`). On the CPU in chunks of a few images (the same
+/// numbers, faster).
+fn gradient(net: &dyn Network, batch: &Batch<'_>) -> Result<Tensor> {
+    crate::support::in_chunks(batch.x(), batch.targets(), |x, t| {
+        crate::model::target_gradient(net, x, t)
+    })
 }
 
 /// A method behind a reference, or in a box (so that a method chosen at run
@@ -242,11 +322,17 @@ macro_rules! delegate_method {
             fn name(&self) -> String {
                 (**self).name()
             }
+            fn op(&self) -> &'static str {
+                (**self).op()
+            }
             fn validate(&self) -> Result<()> {
                 (**self).validate()
             }
             fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
                 (**self).attribute(net, x, targets)
+            }
+            fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+                (**self).attribute_batch(net, batch)
             }
             fn passes_per_image(&self) -> usize {
                 (**self).passes_per_image()

@@ -67,18 +67,9 @@ enum Source {
 }
 
 impl NoiseSamples {
-    /// The noise stream for image `index` of a batch at `noise_level` (a
-    /// fraction of the image's range) from `seed` and `generator`; `image`
-    /// is that image, `[1, C, H, W]` or `[C, H, W]`. The parameters are
-    /// already checked ([`NoiseSamples::new`] takes them from a tunnel's
-    /// config and checks them).
-    pub(crate) fn from_parts(
-        image: &Tensor,
-        index: usize,
-        noise_level: f64,
-        seed: u64,
-        generator: NoiseGenerator,
-    ) -> Result<Self> {
+    /// `image` (`[1, C, H, W]` or `[C, H, W]`) as one checked image `[1, C,
+    /// H, W]`: finite floats.
+    pub(crate) fn one_image(image: &Tensor) -> Result<Tensor> {
         let image = match image.dim() {
             3 => image.unsqueeze(0),
             4 if image.size()[0] == 1 => image.shallow_clone(),
@@ -91,8 +82,24 @@ impl NoiseSamples {
             }
         };
         check_batch("NoiseSamples", &image)?;
+        Ok(image)
+    }
+
+    /// The noise stream for image `index` of a batch at `noise_level` (a
+    /// fraction of the image's range) from `seed` and `generator`; `image`
+    /// is that image, `[1, C, H, W]`. The image and the parameters are
+    /// already checked (by the tunnel, once for the whole batch, or by
+    /// [`NoiseSamples::new`]).
+    pub(crate) fn from_parts(
+        image: &Tensor,
+        index: usize,
+        noise_level: f64,
+        seed: u64,
+        generator: NoiseGenerator,
+    ) -> Result<Self> {
         let image = image.detach().to_kind(Kind::Float);
-        let range = image.max().double_value(&[]) - image.min().double_value(&[]);
+        let (min, max) = image.aminmax(None::<i64>, false);
+        let range = max.double_value(&[]) - min.double_value(&[]);
         let device = image.device();
         let counter = match generator {
             NoiseGenerator::Auto => device != Device::Cpu,

@@ -23,7 +23,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::noise::{NoiseGenerator, NoiseSamples};
-use super::{check_classes, check_input, Attributions, Method, Vanilla};
+use super::{Attributions, Batch, Method, Vanilla};
 use crate::error::{Error, Result};
 use crate::model::Network;
 
@@ -143,7 +143,7 @@ impl NoiseSamples {
     pub fn new(image: &Tensor, index: usize, config: &TunnelConfig) -> Result<Self> {
         config.validate()?;
         NoiseSamples::from_parts(
-            image,
+            &NoiseSamples::one_image(image)?,
             index,
             config.noise_level,
             config.seed,
@@ -255,15 +255,24 @@ impl<M: Method> NoiseTunnel<M> {
         x: &Tensor,
         targets: &[i64],
     ) -> Result<TunnelEstimates> {
-        const OP: &str = "noise_tunnel";
-        self.config.validate()?;
-        self.method.validate()?;
-        check_input(OP, x, targets)?;
-        check_classes(OP, net, x, targets)?;
+        self.validate()?;
+        self.estimate_batch(net, &Batch::new(self.op(), net, x, targets)?)
+    }
+
+    /// [`NoiseTunnel::estimate`] of a checked batch, the config checked.
+    fn estimate_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<TunnelEstimates> {
+        let (x, targets) = (batch.x(), batch.targets());
         let (mut means, mut squares, mut variances, mut sigmas) = (vec![], vec![], vec![], vec![]);
         for (i, &target) in targets.iter().enumerate() {
             let image = x.narrow(0, i as i64, 1);
-            let mut noise = NoiseSamples::new(&image, i, &self.config)?;
+            // The batch and the config are checked above, once.
+            let mut noise = NoiseSamples::from_parts(
+                &image,
+                i,
+                self.config.noise_level,
+                self.config.seed,
+                self.config.generator,
+            )?;
             let mut moments: Option<Moments> = None;
             let mut done = 0;
             while done < self.config.samples {
@@ -276,8 +285,9 @@ impl<M: Method> NoiseTunnel<M> {
                 let g = if noise.sigma() > 0.0 {
                     self.method.attribute_copies(net, &batch, target)?
                 } else {
+                    let (copies, copy_targets) = (batch.contiguous(), vec![target; k]);
                     self.method
-                        .attribute(net, &batch.contiguous(), &vec![target; k])?
+                        .attribute_batch(net, &Batch::checked_already(&copies, &copy_targets))?
                         .values
                 };
                 moments
@@ -327,8 +337,12 @@ impl<M: Method> Method for NoiseTunnel<M> {
         self.config.samples * self.method.passes_per_image()
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        let sg = self.estimate(net, x, targets)?;
+    fn op(&self) -> &'static str {
+        "noise_tunnel"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        let sg = self.estimate_batch(net, batch)?;
         Ok(Attributions::checked(match self.estimator {
             Estimator::SmoothGrad => sg.mean,
             Estimator::SmoothGradSq => sg.mean_square,

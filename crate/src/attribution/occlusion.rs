@@ -10,7 +10,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::{check_classes, check_input, Attributions, Method};
+use super::{Attributions, Batch, Method};
 use crate::error::{Error, Result};
 use crate::model::{copies, copies_score, Network};
 use crate::support::catch_libtorch;
@@ -115,21 +115,22 @@ impl Method for Occlusion {
         Ok(())
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        const OP: &str = "occlusion";
-        self.validate()?;
-        check_input(OP, x, targets)?;
+    fn op(&self) -> &'static str {
+        "occlusion"
+    }
+
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        let (x, targets) = (batch.x(), batch.targets());
         let size = x.size();
         let (h, w) = (size[2], size[3]);
         if self.window > h || self.window > w {
             return Err(Error::parameter(
-                OP,
+                self.op(),
                 "window",
                 self.window,
                 format!("larger than the image ({h} x {w})"),
             ));
         }
-        check_classes(OP, net, x, targets)?;
         let _guard = tch::no_grad_guard();
         let windows: Vec<(i64, i64)> = self
             .starts(w)

@@ -18,11 +18,11 @@ use std::ops::Range;
 use tch::{Kind, Tensor};
 
 use super::guided_backprop::inspect;
-use super::{check_input, Attributions};
+use super::{Attributions, Batch};
 use crate::error::Result;
 use crate::model::rules::{OpKind, Rules};
 use crate::model::{Network, Pass};
-use crate::support::{catch_libtorch, check_classes, in_indexed_chunks, target_score_sum};
+use crate::support::{catch_libtorch, in_indexed_chunks, target_score_sum};
 
 /// The kinds of operation `rules` replaces (what a pass must intercept).
 pub(crate) fn kinds(rules: &dyn Rules) -> Vec<OpKind> {
@@ -119,22 +119,14 @@ pub(crate) type Finish<'a> = &'a dyn Fn(&Tensor, Range<usize>, Tensor) -> Result
 pub(crate) fn attribute_with_rules(
     op: &'static str,
     net: &dyn Network,
-    x: &Tensor,
-    targets: &[i64],
+    batch: &Batch<'_>,
     rules: &dyn Rules,
     prepare: Prepare,
     finish: Finish,
 ) -> Result<Attributions> {
-    check_input(op, x, targets)?;
-    // By hand where the network can and the targets are its classes (else
-    // the traced pass, which says which target is wrong).
-    let classes = net.num_classes();
-    if let Some(c) = classes {
-        check_classes(op, targets, c)?;
-    }
-    let values = in_indexed_chunks(x, targets, |x, range, t| {
+    let values = in_indexed_chunks(batch.x(), batch.targets(), |x, range, t| {
         let (batch, batch_targets) = prepare(x, range.clone(), t)?;
-        if let Some(fast) = net.fast().filter(|_| classes.is_some()) {
+        if let Some(fast) = net.fast() {
             if let Some(r) =
                 catch_libtorch(&batch, || fast.propagate(&batch, &batch_targets, rules))?
             {
@@ -145,7 +137,7 @@ pub(crate) fn attribute_with_rules(
         let input = batch.detach().set_requires_grad(true);
         let mut pass = Pass::intercepting(&kinds(rules));
         let logits = catch_libtorch(&input, || view.logits_traced(&input, &mut pass))?;
-        let score = target_score_sum(&logits, &batch_targets, op)?;
+        let score = target_score_sum(&logits, &batch_targets)?;
         finish(x, range, propagate(pass, &score, &input, rules)?)
     })?;
     Ok(Attributions::checked(values))

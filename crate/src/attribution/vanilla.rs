@@ -5,7 +5,7 @@
 
 use tch::Tensor;
 
-use super::{check_input, copies_gradient, gradient, Attributions, Method};
+use super::{copies_gradient, gradient, Attributions, Batch, Method};
 use crate::error::Result;
 use crate::model::Network;
 
@@ -18,18 +18,16 @@ impl Method for Vanilla {
         "vanilla".into()
     }
 
+    fn op(&self) -> &'static str {
+        "vanilla_gradient"
+    }
+
     fn is_gradient(&self) -> bool {
         true
     }
 
-    fn attribute(&self, net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        check_input("vanilla_gradient", x, targets)?;
-        Ok(Attributions::checked(gradient(
-            "vanilla_gradient",
-            net,
-            x,
-            targets,
-        )?))
+    fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        Ok(Attributions::checked(gradient(net, batch)?))
     }
 
     /// On the network's fast path for copies, where it has one.
@@ -71,5 +69,6 @@ pub fn vanilla_gradient<N: Network + ?Sized>(
     x: &Tensor,
     targets: &[i64],
 ) -> Result<Tensor> {
-    Ok(Vanilla.attribute(&net, x, targets)?.values)
+    // The method without its warnings' scan: this function returns the values alone.
+    gradient(&net, &Batch::new(Vanilla.op(), &net, x, targets)?)
 }

@@ -22,9 +22,10 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::attribution::Batch;
 use crate::error::{Error, Result};
 use crate::model::{copies, copies_logits, Network};
-use crate::support::{catch_libtorch, check_batch};
+use crate::support::catch_libtorch;
 
 /// Which way pixels move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +126,8 @@ impl CausalMetric {
                 "must be at least 1",
             ));
         }
-        check_batch(OP, x)?;
+        // The batch and its targets, checked once; then the maps.
+        Batch::new(OP, net, x, targets)?;
         let s = x.size();
         let (n, h, w) = (s[0], s[2], s[3]);
         if maps.size() != [n, h, w] {
@@ -136,8 +138,6 @@ impl CausalMetric {
             ));
         }
         crate::support::check_finite(OP, maps)?;
-        crate::support::check_count(OP, n, targets)?;
-        crate::model::check_network_classes(OP, net, x, targets)?;
         let _guard = tch::no_grad_guard();
         let pixels = (h * w) as usize;
         let steps = self.scores_per_image(pixels) - 1;

@@ -9,16 +9,14 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Uniform};
 use tch::{Kind, Tensor};
 
-use crate::attribution::{Attributions, Method};
+use crate::attribution::{Attributions, Batch, Method};
 use crate::error::{Error, Result};
 use crate::model::Network;
-use crate::support::{check_batch, check_count};
 
-fn check(op: &'static str, x: &Tensor, targets: &[i64]) -> Result<(i64, i64, i64)> {
-    check_batch(op, x)?;
-    let s = x.size();
-    check_count(op, s[0], targets)?;
-    Ok((s[0], s[2], s[3]))
+/// A checked batch's images, height and width.
+fn dims(batch: &Batch<'_>) -> (i64, i64, i64) {
+    let s = batch.x().size();
+    (s[0], s[2], s[3])
 }
 
 /// Uniform random values in `[0, 1)`, seeded: image `i`'s map depends only
@@ -34,8 +32,12 @@ impl Method for RandomMap {
         "random".into()
     }
 
-    fn attribute(&self, _net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        let (n, h, w) = check("random map", x, targets)?;
+    fn op(&self) -> &'static str {
+        "random map"
+    }
+
+    fn attribute_batch(&self, _net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        let (x, (n, h, w)) = (batch.x(), dims(batch));
         let uniform = Uniform::new(0.0f32, 1.0).map_err(|e| Error::Plot(e.to_string()))?;
         let maps: Vec<Tensor> = (0..n)
             .map(|i| {
@@ -84,9 +86,12 @@ impl Method for CentreGaussian {
         }
     }
 
-    fn attribute(&self, _net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        self.validate()?;
-        let (n, h, w) = check("centre Gaussian", x, targets)?;
+    fn op(&self) -> &'static str {
+        "centre Gaussian"
+    }
+
+    fn attribute_batch(&self, _net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        let (x, (n, h, w)) = (batch.x(), dims(batch));
         let sigma = self.sigma * h.min(w) as f64;
         let opts = (Kind::Float, x.device());
         let ys = Tensor::arange(h, opts) - (h - 1) as f64 / 2.0;
@@ -111,8 +116,12 @@ impl Method for Edges {
         "edges".into()
     }
 
-    fn attribute(&self, _net: &dyn Network, x: &Tensor, targets: &[i64]) -> Result<Attributions> {
-        let _ = check("edges", x, targets)?;
+    fn op(&self) -> &'static str {
+        "edges"
+    }
+
+    fn attribute_batch(&self, _net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
+        let x = batch.x();
         let gray = x
             .mean_dim(1, true, Kind::Float)
             .replication_pad2d([1, 1, 1, 1]);

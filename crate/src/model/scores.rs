@@ -67,6 +67,10 @@ pub(crate) fn check_network_classes<N: Network + ?Sized>(
 ) -> Result<()> {
     match net.num_classes() {
         Some(classes) => check_classes(op, targets, classes),
-        None => check_targets(&class_scores(net, x)?, targets, op),
+        None => {
+            // `x` is checked already: the forward pass alone.
+            let _guard = tch::no_grad_guard();
+            check_targets(&catch_libtorch(x, || net.logits(x))?, targets, op)
+        }
     }
 }

@@ -5,7 +5,6 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::check_targets;
 use crate::error::{Error, Result};
 
 /// `targets` as an `[N, 1]` index tensor on `device`.
@@ -14,15 +13,11 @@ pub(crate) fn index_tensor(targets: &[i64], device: Device) -> Tensor {
 }
 
 /// The score of each row's target, summed over the rows: `scores` `[N,
-/// classes]`, targets checked. Backpropagating the sum is the lab's
+/// classes]`, the targets checked already (at the door: a method's
+/// `Batch`). Backpropagating the sum is the lab's
 /// `scores.backward(torch.ones(N))`: each image's score depends on that
 /// image alone, so the gradients do not mix.
-pub(crate) fn target_score_sum(
-    scores: &Tensor,
-    targets: &[i64],
-    op: &'static str,
-) -> Result<Tensor> {
-    check_targets(scores, targets, op)?;
+pub(crate) fn target_score_sum(scores: &Tensor, targets: &[i64]) -> Result<Tensor> {
     let index = index_tensor(targets, scores.device());
     Ok(scores.f_gather(1, &index, false)?.sum(Kind::Float))
 }
