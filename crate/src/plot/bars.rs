@@ -4,7 +4,7 @@
 use plotters::prelude::*;
 
 use super::figure::Figure;
-use super::grid::{ensure_fonts, format_tick};
+use super::text::{ensure_fonts, format_tick};
 use crate::error::{Error, Result};
 
 /// matplotlib's first colour (`tab10`'s blue).

@@ -1,6 +1,9 @@
 //! Colour maps the lab uses, built the way matplotlib builds them (a
 //! 256-entry lookup table of linear segments, indexed by `int(x * 256)`), so
-//! that sampled colours equal matplotlib's and seaborn's.
+//! that sampled colours equal matplotlib's and seaborn's; and the value range
+//! and normalisation matplotlib's `imshow` puts in front of them.
+
+use ndarray::ArrayView2;
 
 /// An RGB colour with components in `0..=255`.
 pub type Rgb = [u8; 3];
@@ -186,6 +189,39 @@ fn diverging(
     from_list_sampled(&colors, N)
 }
 
+/// The value range matplotlib would use for these maps: min to max, or
+/// symmetric `(-m, m)` with `m = max |v|` for a diverging map (so that zero is
+/// the dark centre). NaN values are skipped.
+pub(crate) fn value_range<'a>(
+    maps: impl Iterator<Item = ArrayView2<'a, f32>>,
+    cmap: Colormap,
+) -> (f32, f32) {
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for m in maps {
+        for &v in m.iter().filter(|v| v.is_finite()) {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if cmap.is_diverging() {
+        let m = lo.abs().max(hi.abs());
+        return (-m, m);
+    }
+    (lo, hi)
+}
+
+/// matplotlib's `Normalize`: `(v - lo) / (hi - lo)`; a flat range maps to 0.
+pub(crate) fn normalise(v: f32, (lo, hi): (f32, f32)) -> f64 {
+    if hi > lo {
+        f64::from((v - lo) / (hi - lo))
+    } else {
+        0.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +251,19 @@ mod tests {
         assert!(
             b[2] > 150 && b[0] < 10 && r[0] > 200 && r[2] < 60,
             "{b:?} {r:?}"
+        );
+    }
+
+    #[test]
+    fn diverging_range_is_symmetric() {
+        let m = ndarray::array![[-1.0f32, 3.0]];
+        assert_eq!(
+            value_range(std::iter::once(m.view()), Colormap::LabDiverging),
+            (-3.0, 3.0)
+        );
+        assert_eq!(
+            value_range(std::iter::once(m.view()), Colormap::Hot),
+            (-1.0, 3.0)
         );
     }
 }

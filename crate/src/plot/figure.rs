@@ -128,11 +128,10 @@ impl Figure {
         &self.rgb
     }
 
-    pub(crate) fn put(&mut self, x: u32, y: u32, c: [u8; 3]) {
-        if x < self.width && y < self.height {
-            let i = ((y * self.width + x) * 3) as usize;
-            self.rgb[i..i + 3].copy_from_slice(&c);
-        }
+    /// The pixels as an image to draw on with `image::imageops`.
+    pub(crate) fn canvas(&mut self) -> image::ImageBuffer<image::Rgb<u8>, &mut [u8]> {
+        image::ImageBuffer::from_raw(self.width, self.height, self.rgb.as_mut_slice())
+            .expect("a figure holds width x height RGB pixels")
     }
 
     /// The figure encoded as PNG.

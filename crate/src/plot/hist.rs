@@ -5,7 +5,7 @@ use plotters::prelude::*;
 use tch::Tensor;
 
 use super::figure::Figure;
-use super::grid::{ensure_fonts, format_tick};
+use super::text::{ensure_fonts, format_tick};
 use crate::error::{Error, Result};
 
 /// matplotlib's default bar colour (`C0`).

@@ -26,14 +26,17 @@ mod figure;
 mod grid;
 mod hist;
 mod lines;
+mod panel;
 mod synthesis;
+mod text;
 
 pub use bars::BarChart;
 pub use colormap::{Colormap, Rgb};
 pub use figure::{Figure, PanelInfo, PanelKind};
-pub use grid::{map_array, Grid, Panel, Scale};
+pub use grid::{Grid, Scale};
 pub use hist::{density, histogram};
 pub use lines::{LineChart, Series};
+pub use panel::{map_array, Panel};
 pub use synthesis::{fooling_grid, image_row, DIFFERENCE_GAIN};
 
 use ndarray::{ArrayView4, Axis};
