@@ -183,26 +183,120 @@ fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
+/// The same walls on the path an instructor without root takes (a user
+/// namespace for the collector and the sandbox, prlimit without cgroups,
+/// one notebook at a time): as root, `scripts/tests/grade_as_user.py`
+/// grades as a uid of its own, with no name, group or capability; as an
+/// ordinary user, grade.py itself. The hostile submissions keep the marks
+/// they get as root, nothing escapes, and no process of the user's is left.
+#[test]
+#[ignore = "needs set-up's Jupyter and Rust kernel (scripts/test runs it)"]
+fn grading_as_an_ordinary_user_gives_the_same_marks() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tmp("grading-as-user");
+    let subs = dir.join("submissions");
+    std::fs::create_dir_all(&subs).unwrap();
+    let kept = [
+        "correct",
+        "hostile_escape",
+        "hostile_bombs",
+        "hostile_wire_forge",
+    ];
+    for s in kept {
+        let name = format!("{s}.ipynb");
+        std::fs::copy(
+            repo_root().join("crate/tests/submissions").join(&name),
+            subs.join(&name),
+        )
+        .unwrap();
+    }
+    let id = Command::new("id").arg("-u").output().expect("id -u");
+    let as_root = String::from_utf8_lossy(&id.stdout).trim() == "0";
+    let results = dir.join("out");
+    let outside = Outside::watch();
+    let out = if as_root {
+        let mut c = script("tests/grade_as_user.py");
+        c.arg(&subs).arg(&results);
+        run(c)
+    } else {
+        let mut c = script("grade.py");
+        c.arg(&subs)
+            .arg("--out")
+            .arg(results.join("grades.csv"))
+            .arg("--feedback")
+            .arg(results.join("feedback"));
+        run(c)
+    };
+    outside.check();
+    assert!(out.contains("bubblewrap; a user namespace"), "{out}");
+    if as_root {
+        assert!(out.contains("grading as uid 61017"), "{out}");
+        // (grade.py's last kernels may still be exiting as it returns.)
+        let ps = || {
+            let o = Command::new("ps")
+                .args(["-o", "pid,etime,args", "--no-headers", "-u", "61017"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        eprintln!("the user's processes as grade.py returned: [{}]", ps());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !ps().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert!(
+            ps().is_empty(),
+            "the user's processes outlived the run: {}",
+            ps()
+        );
+    }
+    let rows = read_csv(&results.join("grades.csv"));
+    // As in the run as root: hostile_wire_forge's flood can hold a cell
+    // past its limit, and then a timeout before its shape test loses that
+    // mark too.
+    let forge_held = rows.iter().any(|r| {
+        r["student"] == "hostile_wire_forge" && r["status"] == "timeout" && r["test_shape"] == "0"
+    });
+    let forge: (&str, &str, &[&str]) = if forge_held {
+        ("hostile_wire_forge", "0", &TESTS)
+    } else {
+        ("hostile_wire_forge", "1", EVERY_TEST_BUT_SHAPE)
+    };
+    let expected = [
+        ("correct", "7", &[][..]),
+        ("hostile_escape", "7", &[]),
+        ("hostile_bombs", "7", &[]),
+        forge,
+    ];
+    check_grades(&rows, &TESTS, &expected, &out);
+}
+
 /// What a hostile submission (`hostile_escape`) tries to reach outside its
 /// sandbox, looked at from outside: a TCP port on 127.0.0.1 it connects to,
 /// files it would write, a process it leaves behind.
 struct Outside {
-    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    connections_before: usize,
     canaries: Vec<PathBuf>,
     guarded: Vec<(PathBuf, Vec<u8>)>,
 }
 
+/// Connections to 127.0.0.1:47123, counted by one listener for the whole
+/// test binary (two tests watch, one after the other).
+static CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Outside {
     fn watch() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:47123")
-            .expect("port 47123 on 127.0.0.1, which the hostile submission tries, is taken");
-        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = connections.clone();
-        std::thread::spawn(move || {
-            for _ in listener.incoming() {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
+        static LISTENING: std::sync::Once = std::sync::Once::new();
+        LISTENING.call_once(|| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:47123")
+                .expect("port 47123 on 127.0.0.1, which the hostile submission tries, is taken");
+            std::thread::spawn(move || {
+                for _ in listener.incoming() {
+                    CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
         });
+        let connections_before = CONNECTIONS.load(std::sync::atomic::Ordering::SeqCst);
         let home = saliency_lab::assets::home();
         let root = repo_root();
         let canaries: Vec<PathBuf> = [
@@ -227,7 +321,7 @@ impl Outside {
             })
             .collect();
         Outside {
-            connections,
+            connections_before,
             canaries,
             guarded,
         }
@@ -235,7 +329,7 @@ impl Outside {
 
     fn check(&self) {
         assert_eq!(
-            self.connections.load(std::sync::atomic::Ordering::SeqCst),
+            CONNECTIONS.load(std::sync::atomic::Ordering::SeqCst) - self.connections_before,
             0,
             "a graded notebook connected to 127.0.0.1:47123 outside its sandbox"
         );
@@ -261,6 +355,23 @@ impl Outside {
     }
 }
 
+/// The SmoothGrad homework's tests.
+const TESTS: [&str; 6] = [
+    "test_shape",
+    "test_noise_zero",
+    "test_reference",
+    "test_noise_scale",
+    "test_map",
+    "test_figure",
+];
+const EVERY_TEST_BUT_SHAPE: &[&str] = &[
+    "test_noise_zero",
+    "test_reference",
+    "test_noise_scale",
+    "test_map",
+    "test_figure",
+];
+
 #[test]
 #[ignore = "needs set-up's Jupyter and Rust kernel (scripts/test runs it)"]
 fn grading_gives_each_kept_submission_the_marks_it_should() {
@@ -277,21 +388,6 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
     let out = run(c);
     outside.check();
     let rows = read_csv(&dir.join("grades.csv"));
-    const TESTS: [&str; 6] = [
-        "test_shape",
-        "test_noise_zero",
-        "test_reference",
-        "test_noise_scale",
-        "test_map",
-        "test_figure",
-    ];
-    const EVERY_TEST_BUT_SHAPE: &[&str] = &[
-        "test_noise_zero",
-        "test_reference",
-        "test_noise_scale",
-        "test_map",
-        "test_figure",
-    ];
     // The panicking and the endless submission fail the same tests.
     const EVERY_TEST_BUT_MAP: &[&str] = &[
         "test_shape",
