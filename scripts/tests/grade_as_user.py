@@ -31,12 +31,15 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from nbshared import ROOT, lab_home  # noqa: E402
+from nbshared import ROOT, lab_home, warm_folder  # noqa: E402
 
 UID = 61_017
-# Set-up's cache: what stays root's and read-only (large, never written
-# while grading); everything else is copied for the user.
-READ_ONLY = {"venv", "target", "clippy-target", "assets", "bench", "grading"}
+# Set-up's cache: what the user gets copies of, as its own set-up would have
+# made them (evcxr's warmed build folder, whose lock files are its owner's
+# alone; the kernel's folder, where it writes its log; ...). The rest (the
+# venv, the builds, the assets) stays root's and read-only; `grading` starts
+# empty.
+COPIED = {"evcxr-tmp", "kernel", "jupyter", "warm", "hints", "logs", ".warm", ".cargo"}
 
 
 def enterable_by_others(path):
@@ -77,8 +80,10 @@ def overlay_home(home, layer):
     upper, work = layer / "upper", layer / "work"
     upper.mkdir()
     work.mkdir()
+    warm = warm_folder().resolve()
+    copied = COPIED | ({warm.relative_to(home).parts[0]} if warm.is_relative_to(home) else set())
     for entry in home.iterdir():
-        if entry.name in READ_ONLY or entry.name.startswith("evcxr-0") or entry.name.startswith("saliency-lab-"):
+        if entry.name not in copied:
             continue
         dst = upper / entry.name
         if entry.is_dir() and not entry.is_symlink():
@@ -107,7 +112,10 @@ def inside(work, subs, out, options):
     rustup = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
     cargo = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
     mirror = os.environ.get("SALIENCY_LAB_MIRROR")
-    ways = [ROOT, home, python_base, rustup, cargo, subs, out] + ([mirror] if mirror else [])
+    # (Set-up's cache itself becomes the user's as the overlay's top: only
+    # the way to it is opened, or the overlay would see the opening's empty
+    # mount points instead of its entries.)
+    ways = [ROOT, home.parent, python_base, rustup, cargo, subs, out] + ([mirror] if mirror else [])
     open_the_way(ways, stash, log)
     overlay_home(home, work)
     user_home = work / "home"
