@@ -131,6 +131,26 @@ fn student_version_is_generated_from_the_solution() {
     assert_eq!(deletion.matches("todo!()\\n").count(), 3);
 }
 
+/// `hostile_wire_forge`'s expected row: the shape test's mark, every
+/// other test failed as tampering. Its forging thread floods the kernel's
+/// output (1000 lines a second, a third of them 8 KB), which can hold a
+/// cell past its limit under load: then the kernel is interrupted and loses
+/// its variables, the row says timeout, and test_shape is lost too when the
+/// cell held was its own or an earlier one (CI at stop 33: held after
+/// test_shape, which kept its mark). Either way nothing is gained.
+fn wire_forge_expected(
+    rows: &[HashMap<String, String>],
+) -> (&'static str, &'static str, &'static [&'static str]) {
+    let held_before_shape = rows.iter().any(|r| {
+        r["student"] == "hostile_wire_forge" && r["status"] == "timeout" && r["test_shape"] == "0"
+    });
+    if held_before_shape {
+        ("hostile_wire_forge", "0", &TESTS)
+    } else {
+        ("hostile_wire_forge", "1", EVERY_TEST_BUT_SHAPE)
+    }
+}
+
 /// Each student's row: the total, and a zero exactly for the tests it
 /// should fail. `expected`: (student, total, the tests it fails).
 fn check_grades(
@@ -251,22 +271,11 @@ fn grading_as_an_ordinary_user_gives_the_same_marks() {
         );
     }
     let rows = read_csv(&results.join("grades.csv"));
-    // As in the run as root: hostile_wire_forge's flood can hold a cell
-    // past its limit, and then a timeout before its shape test loses that
-    // mark too.
-    let forge_held = rows.iter().any(|r| {
-        r["student"] == "hostile_wire_forge" && r["status"] == "timeout" && r["test_shape"] == "0"
-    });
-    let forge: (&str, &str, &[&str]) = if forge_held {
-        ("hostile_wire_forge", "0", &TESTS)
-    } else {
-        ("hostile_wire_forge", "1", EVERY_TEST_BUT_SHAPE)
-    };
     let expected = [
         ("correct", "7", &[][..]),
         ("hostile_escape", "7", &[]),
         ("hostile_bombs", "7", &[]),
-        forge,
+        wire_forge_expected(&rows),
     ];
     check_grades(&rows, &TESTS, &expected, &out);
 }
@@ -446,7 +455,7 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         // tests and from a thread during them, with ids made to break files
         // and feedback: the tests it names fail as tampering (test_map's
         // too), nothing stops.
-        ("hostile_wire_forge", "1", EVERY_TEST_BUT_SHAPE),
+        wire_forge_expected(&rows),
         // After its tests, goes after the process that reports for it
         // (every process it sees, pidfd_getfd, ptrace, kill -9 -1) and prints
         // a score: it finds only its own sandbox.
@@ -475,22 +484,6 @@ fn grading_gives_each_kept_submission_the_marks_it_should() {
         ("alice (alice.ipynb)", "0", &TESTS),
         ("alice (alice/)", "0", &TESTS),
     ];
-    // The forging thread floods the kernel's output (1000 lines a second,
-    // a third of them 8 KB), which can hold a cell past its limit under
-    // load: then the kernel is interrupted and loses its variables, the row
-    // says timeout, and test_shape is lost too when the cell held was its
-    // own or an earlier one (CI at stop 33: held after test_shape, which
-    // kept its mark). Either way nothing is gained.
-    let mut expected = expected.to_vec();
-    if rows.iter().any(|r| {
-        r["student"] == "hostile_wire_forge" && r["status"] == "timeout" && r["test_shape"] == "0"
-    }) {
-        for e in &mut expected {
-            if e.0 == "hostile_wire_forge" {
-                *e = ("hostile_wire_forge", "0", &TESTS);
-            }
-        }
-    }
     check_grades(&rows, &TESTS, &expected, &out);
     let status = |s: &str| rows.iter().find(|r| r["student"] == s).unwrap()["status"].clone();
     assert_eq!(status("endless"), "timeout");

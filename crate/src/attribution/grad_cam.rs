@@ -98,21 +98,21 @@ impl GradCam {
 
     /// [`GradCam::raw_maps`] of a checked batch.
     fn raw_maps_of(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Tensor> {
-        const OP: &str = "grad_cam";
-        let view = inspect(OP, net)?;
-        check_layer(OP, &self.layer, &view.layer_names())?;
+        let op = self.op();
+        let view = inspect(op, net)?;
+        check_layer(op, &self.layer, &view.layer_names())?;
         in_chunks(batch.x(), batch.targets(), |x, t| {
             let mut pass = Pass::new().capture(self.layer.clone());
             let logits = catch_libtorch(x, || view.logits_traced(x, &mut pass))?;
             let a = pass
                 .captured()
                 .ok_or_else(|| {
-                    Error::parameter(OP, "layer", &self.layer, "the pass never reached it")
+                    Error::parameter(op, "layer", &self.layer, "the pass never reached it")
                 })?
                 .shallow_clone();
             if a.dim() != 4 {
                 return Err(Error::shape(
-                    OP,
+                    op,
                     "a layer with a spatial output [N, K, h, w]",
                     format!("{} gives {:?}", self.layer, a.size()),
                 ));

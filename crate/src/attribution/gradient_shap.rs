@@ -282,7 +282,7 @@ impl Method for GradientShap {
     }
 
     fn attribute_batch(&self, net: &dyn Network, batch: &Batch<'_>) -> Result<Attributions> {
-        const OP: &str = "gradient_shap";
+        let op = self.op();
         let (x, targets) = (batch.x(), batch.targets());
         let (device, kind) = (x.device(), x.kind());
         let shared = match &self.baselines {
@@ -290,7 +290,7 @@ impl Method for GradientShap {
                 let (bs, xs) = (b.size(), x.size());
                 if b.dim() != 4 || bs[0] == 0 || bs[1..] != xs[1..] {
                     return Err(Error::shape(
-                        OP,
+                        op,
                         format!(
                             "baselines [B >= 1, C, H, W] of the images' shape {:?}",
                             &xs[1..]

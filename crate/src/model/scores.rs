@@ -16,6 +16,11 @@ use crate::support::{catch_libtorch, check_batch, check_classes, check_targets, 
 /// on it (e.g. an image too small for its pooling layers).
 pub fn class_scores<N: Network + ?Sized>(net: &N, x: &Tensor) -> Result<Tensor> {
     check_batch("class_scores", x)?;
+    logits_without_gradients(net, x)
+}
+
+/// The logits of a checked batch, without recording gradients.
+fn logits_without_gradients<N: Network + ?Sized>(net: &N, x: &Tensor) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
     catch_libtorch(x, || net.logits(x))
 }
@@ -67,10 +72,7 @@ pub(crate) fn check_network_classes<N: Network + ?Sized>(
 ) -> Result<()> {
     match net.num_classes() {
         Some(classes) => check_classes(op, targets, classes),
-        None => {
-            // `x` is checked already: the forward pass alone.
-            let _guard = tch::no_grad_guard();
-            check_targets(&catch_libtorch(x, || net.logits(x))?, targets, op)
-        }
+        // `x` is checked already: the forward pass alone.
+        None => check_targets(&logits_without_gradients(net, x)?, targets, op),
     }
 }

@@ -155,6 +155,14 @@ impl Grid {
             let w = layout.width;
             labels.push(Label::centred(s, w / 2, PAD + 6, 22.0, w - 2 * PAD, true));
         }
+        // Each map's value range and colour map, once, for its pixels and
+        // its colour bar.
+        let ranges: Vec<Option<((f32, f32), Colormap)>> = (self.panels.iter().enumerate())
+            .map(|(i, panel)| {
+                let (map, cmap) = panel.values()?;
+                Some((self.range_of(map, cmap, i % self.cols), cmap))
+            })
+            .collect();
         for (i, panel) in self.panels.iter().enumerate() {
             let (row, col) = (i / self.cols, i % self.cols);
             let (x, y) = layout.picture(row, col);
@@ -179,14 +187,12 @@ impl Grid {
                     false,
                 ));
             }
-            let range = panel
-                .values()
-                .map(|(map, cmap)| self.range_of(map, cmap, col));
-            if let Some(pixels) = panel.pixels(range.unwrap_or((0.0, 1.0))) {
+            let range = ranges[i].map_or((0.0, 1.0), |(range, _)| range);
+            if let Some(pixels) = panel.pixels(range) {
                 paste_fitted(&mut fig, &pixels, x, y, self.cell);
             }
         }
-        for bar in self.bars(&layout) {
+        for bar in self.bars(&layout, &ranges) {
             labels.extend(bar.draw(&mut fig));
         }
         draw_labels(&mut fig, &labels)?;
@@ -196,13 +202,13 @@ impl Grid {
     /// The colour bars, in the maps' units: one beside each map
     /// ([`Scale::PerMap`]), one beside each column's maps from its first to
     /// its last ([`Scale::PerColumn`]), or one for the whole figure.
-    fn bars(&self, layout: &Layout) -> Vec<ColourBar> {
+    /// `ranges`: each panel's, where it has a map.
+    fn bars(&self, layout: &Layout, ranges: &[Option<((f32, f32), Colormap)>]) -> Vec<ColourBar> {
         // Each map's row, column, range and colour map, row by row.
-        let maps: Vec<_> = (self.panels.iter().enumerate())
-            .filter_map(|(i, panel)| {
-                let (map, cmap) = panel.values()?;
-                let (row, col) = (i / self.cols, i % self.cols);
-                Some((row, col, self.range_of(map, cmap, col), cmap))
+        let maps: Vec<_> = (ranges.iter().enumerate())
+            .filter_map(|(i, r)| {
+                let (range, cmap) = (*r)?;
+                Some((i / self.cols, i % self.cols, range, cmap))
             })
             .collect();
         let beside = |row, col, height, range, cmap| {
